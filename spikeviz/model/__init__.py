@@ -1,0 +1,8 @@
+"""Param model objects: state and invariants, no widgets and no file formats."""
+
+from .recording import Recording
+from .session import Session
+from .sorting import Sorting
+from .waveforms import Templates
+
+__all__ = ["Recording", "Session", "Sorting", "Templates"]

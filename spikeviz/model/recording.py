@@ -1,0 +1,172 @@
+"""Recording: lazy access to raw traces plus channel geometry and gains.
+
+Traces live in a backend that is indexed ``backend[sample_slice, channel_selection]`` with
+time on the first axis: a numpy array, a ``numpy.memmap`` or an ``h5py.Dataset``. Only the
+requested window is ever read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import param
+
+from ..errors import InputError
+
+
+def _as_channel_vector(values, n: int, name: str, dtype) -> np.ndarray:
+    values = np.asarray(values, dtype=dtype)
+    if values.ndim == 0:
+        values = np.full(n, values, dtype=dtype)
+    if values.shape != (n,):
+        raise InputError(f"expected one value per channel ({n}), got shape {values.shape}",
+                         field=name)
+    return values
+
+
+class Recording(param.Parameterized):
+    """Multi-channel extracellular traces, read lazily in windows.
+
+    ``traces(start_sample, end_sample, channel_ids)`` returns (samples, channels); scaled to µV
+    (float32) with ``gains_to_uv``/``offsets_to_uv``, or the raw stored values.
+    """
+
+    sampling_frequency = param.Number(default=None, allow_None=True, bounds=(0, None),
+                                      inclusive_bounds=(False, True), constant=True,
+                                      doc="Samples per second, Hz.")
+    channel_ids = param.Array(default=None, allow_None=True, doc="Channel labels, one per column.")
+    channel_locations_um = param.Array(default=None, allow_None=True, doc="""
+        (channels, 2) x/y position of each contact in µm; NaN rows for channels without a
+        position (e.g. a sync channel). None when the geometry is unknown.""")
+    channel_groups = param.Array(default=None, allow_None=True,
+                                 doc="Shank / group of each channel (int), or None.")
+    gains_to_uv = param.Array(default=None, allow_None=True,
+                              doc="µV per stored unit, per channel (float64).")
+    offsets_to_uv = param.Array(default=None, allow_None=True,
+                                doc="µV added after the gain, per channel (float64).")
+    source = param.String(default="", doc="File the traces are read from, if any.")
+
+    def __init__(self, backend, sampling_frequency, channel_ids=None, channel_locations_um=None,
+                 channel_groups=None, gains_to_uv=1.0, offsets_to_uv=0.0, **params):
+        shape = getattr(backend, "shape", None)
+        if shape is None or len(shape) != 2:
+            raise InputError(f"traces must be 2-D (samples, channels), got shape {shape}",
+                             path=params.get("source") or None, field="traces")
+        if sampling_frequency is None or not np.isfinite(float(sampling_frequency)) or \
+                float(sampling_frequency) <= 0:
+            raise InputError(f"sampling_frequency must be a positive number of Hz, got "
+                             f"{sampling_frequency}", path=params.get("source") or None,
+                             field="sampling_frequency")
+        n_channels = int(shape[1])
+        if channel_ids is None:
+            channel_ids = np.arange(n_channels, dtype=np.int64)
+        channel_ids = np.asarray(channel_ids)
+        if channel_ids.shape != (n_channels,):
+            raise InputError(f"expected {n_channels} channel ids, got shape {channel_ids.shape}",
+                             field="channel_ids")
+        if len(np.unique(channel_ids)) != n_channels:
+            raise InputError("channel ids must be unique", field="channel_ids")
+        if channel_locations_um is not None:
+            channel_locations_um = np.asarray(channel_locations_um, dtype=np.float64)
+            if channel_locations_um.shape != (n_channels, 2):
+                raise InputError(f"channel locations must have shape ({n_channels}, 2) in µm, "
+                                 f"got {channel_locations_um.shape}", field="channel_locations")
+        if channel_groups is not None:
+            channel_groups = _as_channel_vector(channel_groups, n_channels, "channel_groups",
+                                                np.int64)
+        gains = _as_channel_vector(gains_to_uv, n_channels, "gains_to_uv", np.float64)
+        offsets = _as_channel_vector(offsets_to_uv, n_channels, "offsets_to_uv", np.float64)
+        super().__init__(sampling_frequency=float(sampling_frequency), channel_ids=channel_ids,
+                         channel_locations_um=channel_locations_um,
+                         channel_groups=channel_groups, gains_to_uv=gains,
+                         offsets_to_uv=offsets, **params)
+        self._backend = backend
+        self._column = {self._key(c): i for i, c in enumerate(channel_ids.tolist())}
+
+    @classmethod
+    def from_array(cls, traces, sampling_frequency, channel_locations=None, **kwargs):
+        """Recording over an in-memory (samples, channels) array (not copied)."""
+        return cls(np.asarray(traces), sampling_frequency, channel_locations_um=channel_locations,
+                   **kwargs)
+
+    @staticmethod
+    def _key(channel_id):
+        if isinstance(channel_id, np.integer):
+            return int(channel_id)
+        if isinstance(channel_id, np.str_):
+            return str(channel_id)
+        return channel_id
+
+    # -- facts ------------------------------------------------------------------------------
+    @property
+    def num_samples(self) -> int:
+        return int(self._backend.shape[0])
+
+    @property
+    def num_channels(self) -> int:
+        return int(self._backend.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """dtype of the stored (unscaled) values."""
+        return np.dtype(self._backend.dtype)
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / self.sampling_frequency
+
+    def channel_indices(self, channel_ids) -> np.ndarray:
+        """Column positions of ``channel_ids`` (int64)."""
+        try:
+            return np.array([self._column[self._key(c)] for c in channel_ids], dtype=np.int64)
+        except KeyError as err:
+            raise KeyError(f"no channel with id {err.args[0]!r} in {self.source or 'recording'}"
+                           ) from None
+
+    # -- data -------------------------------------------------------------------------------
+    def traces(self, start_sample: int = 0, end_sample: int | None = None, channel_ids=None,
+               scaled: bool = True) -> np.ndarray:
+        """Traces in [start_sample, end_sample) for ``channel_ids`` (all by default).
+
+        Returns (samples, channels): float32 µV when ``scaled``, else the stored dtype. Reads
+        only that window from the backend.
+        """
+        n = self.num_samples
+        end_sample = n if end_sample is None else int(end_sample)
+        start_sample = int(start_sample)
+        if not 0 <= start_sample <= end_sample <= n:
+            raise InputError(f"window [{start_sample}, {end_sample}) is outside the recording's "
+                             f"[0, {n}) samples", path=self.source or None, field="traces")
+        columns = None if channel_ids is None else self.channel_indices(channel_ids)
+        raw = self._read(start_sample, end_sample, columns)
+        if not scaled:
+            return raw
+        gains = self.gains_to_uv if columns is None else self.gains_to_uv[columns]
+        offsets = self.offsets_to_uv if columns is None else self.offsets_to_uv[columns]
+        out = raw.astype(np.float32)
+        out *= gains.astype(np.float32)
+        if np.any(offsets):
+            out += offsets.astype(np.float32)
+        return out
+
+    def _read(self, start: int, end: int, columns: np.ndarray | None) -> np.ndarray:
+        rows = slice(start, end)
+        if columns is None:
+            return np.asarray(self._backend[rows, :])
+        if columns.size == 0:
+            return np.empty((end - start, 0), dtype=self.dtype)
+        step = np.diff(columns)
+        if columns.size == 1 or (np.all(step == step[0]) and step[0] > 0):
+            stop = int(columns[-1]) + 1
+            return np.asarray(self._backend[rows, int(columns[0]):stop:int(step[0]) if
+                                            columns.size > 1 else 1])
+        if isinstance(self._backend, np.ndarray):
+            return self._backend[rows][:, columns]
+        # h5py and similar want increasing, unique indices
+        unique, inverse = np.unique(columns, return_inverse=True)
+        return np.asarray(self._backend[rows, unique])[:, inverse]
+
+    def __repr__(self) -> str:
+        return (f"Recording({self.num_channels} channels, {self.num_samples:,} samples, "
+                f"{self.sampling_frequency:g} Hz, {self.duration_s:.1f} s, {self.dtype})")
+
+    __str__ = __repr__
