@@ -67,10 +67,11 @@ def read_recording(path: Path, sampling_frequency: float | None = None,
     path = Path(path)
     if sampling_frequency is None:
         raise InputError("a raw binary file does not say its sampling rate: pass "
-                         "sampling_frequency= (Hz)", path=path, field="sampling_frequency")
+                         "sampling_frequency= (--sampling-frequency; Hz)", path=path,
+                         field="sampling_frequency")
     if num_channels is None:
         raise InputError("a raw binary file does not say its channel count: pass "
-                         "num_channels=", path=path, field="num_channels")
+                         "num_channels= (--num-channels)", path=path, field="num_channels")
     traces = memmap_traces(path, int(num_channels), dtype, int(offset))
     return Recording(traces, sampling_frequency, channel_ids=channel_ids,
                      channel_locations_um=channel_locations, gains_to_uv=gain_to_uv,

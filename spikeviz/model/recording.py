@@ -44,6 +44,8 @@ class Recording(param.Parameterized):
     offsets_to_uv = param.Array(default=None, allow_None=True,
                                 doc="µV added after the gain, per channel (float64).")
     source = param.String(default="", doc="File the traces are read from, if any.")
+    is_filtered = param.Boolean(default=False, doc="""
+        True when the stored traces are already high-pass filtered (e.g. Phy's hp_filtered).""")
 
     def __init__(self, backend, sampling_frequency, channel_ids=None, channel_locations_um=None,
                  channel_groups=None, gains_to_uv=1.0, offsets_to_uv=0.0, **params):

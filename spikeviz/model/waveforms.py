@@ -74,3 +74,11 @@ class Templates(param.Parameterized):
         if self.sparse_channel_indices is None:
             return best
         return self.sparse_channel_indices[np.arange(best.size), best]
+
+    def __repr__(self) -> str:
+        kind = "dense" if self.sparse_channel_indices is None else "sparse"
+        return (f"Templates({self.data.shape[0]} units, {self.num_samples} samples, "
+                f"{self.data.shape[2]} of {self.channel_ids.size} channels ({kind}), "
+                f"{self.units})")
+
+    __str__ = __repr__

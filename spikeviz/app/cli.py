@@ -1,0 +1,170 @@
+"""The ``spikeviz`` command line.
+
+Errors in the input are printed as one readable line on stderr with exit code 2 (a traceback
+only with ``--debug``). Panel is imported only by the commands that serve a dashboard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import SpikevizError
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_reader_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sampling-frequency", type=float, default=None, metavar="HZ",
+                   help="sampling rate in Hz when the files do not say it")
+    p.add_argument("--recording", default=None, metavar="RAW",
+                   help="raw recording (.bin/.dat, SpikeGLX .bin with .meta) to pair with it")
+    p.add_argument("--num-channels", type=int, default=None,
+                   help="channel count of a raw binary file")
+    p.add_argument("--dtype", default=None, help="sample dtype of a raw binary file (int16)")
+    p.add_argument("--offset", type=int, default=None,
+                   help="header bytes before the samples of a raw binary file")
+
+
+def _reader_kwargs(args) -> dict:
+    kwargs = {}
+    for name in ("num_channels", "dtype", "offset"):
+        value = getattr(args, name, None)
+        if value is not None:
+            kwargs[name] = value
+    return kwargs
+
+
+def _load(args):
+    from .. import load
+
+    return load(args.path, sampling_frequency=args.sampling_frequency,
+                recording=args.recording, **_reader_kwargs(args))
+
+
+def _hms(seconds: float) -> str:
+    minutes, s = divmod(seconds, 60.0)
+    h, m = divmod(int(minutes), 60)
+    return f"{h}:{m:02d}:{s:04.1f}"
+
+
+def cmd_info(args) -> int:
+    session = _load(args)
+    info = session.info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    labels = ", ".join(f"{k} {v}" for k, v in info["labels"].items()) or "no units"
+    rec = session.recording
+    rows = [
+        ("format", info["format"]),
+        ("units", f"{info['num_units']:,}  ({labels})"),
+        ("spikes", f"{info['num_spikes']:,}"),
+        ("sampling rate", f"{info['sampling_frequency']:g} Hz"),
+        ("duration", f"{info['duration_s']:.3f} s ({_hms(info['duration_s'])})"),
+        ("channels", "unknown" if info["num_channels"] is None else info["num_channels"]),
+        ("recording", "none" if rec is None else
+         f"{rec.source} ({rec.num_channels} channels, {rec.dtype}, {rec.duration_s:.3f} s)"),
+        ("unit properties", ", ".join(info["unit_properties"]) or "none"),
+    ]
+    print(info["source"])
+    for key, value in rows:
+        print(f"  {key:<16}{value}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from ..datasets import generate_to_folder
+
+    out = generate_to_folder(args.out, duration_s=args.duration, num_channels=args.channels,
+                             num_units=args.units, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote {out}")
+    return 0
+
+
+def _serve(factory, args) -> int:
+    from .serve import serve
+
+    serve(factory, port=args.port, address=args.address, show=args.show)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from ..datasets import demo_session
+
+    return _serve(lambda: demo_session(), args)
+
+
+def cmd_serve(args) -> int:
+    session = _load(args)  # fail fast, before the server starts
+    return _serve(lambda: session, args)
+
+
+def _add_server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=5006)
+    p.add_argument("--address", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1, this machine only)")
+    p.add_argument("--show", action="store_true", help="open a browser tab")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spikeviz", description="Interactive analysis and curation of spike sortings.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"spikeviz {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", help="serve the dashboard on the synthetic dataset")
+    _add_server_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="serve the dashboard on a sorting")
+    p.add_argument("path", help="Phy/KiloSort folder, .npz sorting, SpikeGLX .bin, ...")
+    _add_reader_options(p)
+    _add_server_options(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("info", help="summarise a sorting or recording")
+    p.add_argument("path")
+    _add_reader_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("generate", help="write a synthetic ground-truth dataset (Phy folder)")
+    p.add_argument("out", help="output folder")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
+    p.add_argument("--channels", type=int, default=64, help="channels (default 64)")
+    p.add_argument("--units", type=int, default=20, help="ground-truth units (default 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (SpikevizError, KeyError, FileNotFoundError) as err:
+        if args.debug:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"spikeviz: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # an unexpected failure: still one line unless --debug
+        if args.debug:
+            raise
+        print(f"spikeviz: unexpected error ({type(err).__name__}): {err} "
+              f"(run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
