@@ -29,14 +29,16 @@ def first_unsorted(values: np.ndarray) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _scatter_by_unit(unit_index, offsets):
-    order = np.empty(unit_index.shape[0], dtype=np.int64)
+def _scatter_by_unit(unit_index, sample_index, offsets, order):
+    trains = np.empty(unit_index.shape[0], dtype=np.int64)
     cursor = offsets[:-1].copy()
     for i in range(unit_index.shape[0]):
         u = unit_index[i]
-        order[cursor[u]] = i
-        cursor[u] += 1
-    return order
+        k = cursor[u]
+        order[k] = i
+        trains[k] = sample_index[i]
+        cursor[u] = k + 1
+    return trains
 
 
 def unit_offsets(unit_index: np.ndarray, num_units: int) -> np.ndarray:
@@ -47,13 +49,19 @@ def unit_offsets(unit_index: np.ndarray, num_units: int) -> np.ndarray:
     return offsets
 
 
-def order_by_unit(unit_index: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Stable counting sort: positions of spikes grouped by unit, time order kept within a unit.
+def order_by_unit(unit_index: np.ndarray, sample_index: np.ndarray,
+                  offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stable counting sort of the spike vector by unit, in O(n).
 
-    ``unit_index`` is int32 in [0, num_units); ``offsets`` comes from :func:`unit_offsets`.
-    O(n), unlike a comparison sort.
+    Returns ``(order, trains)``: ``order`` are spike-vector positions grouped by unit (time order
+    kept within a unit; int32 when it fits, else int64) and ``trains = sample_index[order]``.
+    ``offsets`` comes from :func:`unit_offsets`.
     """
-    return _scatter_by_unit(np.ascontiguousarray(unit_index), offsets)
+    n = unit_index.shape[0]
+    order = np.empty(n, dtype=np.int32 if n < np.iinfo(np.int32).max else np.int64)
+    trains = _scatter_by_unit(np.ascontiguousarray(unit_index),
+                              np.ascontiguousarray(sample_index), offsets, order)
+    return order, trains
 
 
 def ids_to_indices(spike_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -276,11 +276,10 @@ class Sorting(param.Parameterized):
             return
         with self._lock:
             if self._trains is None:
-                order = order_by_unit(self._unit_index, np.asarray(self._offsets))
-                if order.size < np.iinfo(np.int32).max:
-                    order = order.astype(np.int32)
+                order, trains = order_by_unit(self._unit_index, self._sample_index,
+                                              np.asarray(self._offsets))
                 self._order = _readonly(order)
-                self._trains = _readonly(self._sample_index[order])
+                self._trains = _readonly(trains)
 
     def spike_indices(self, unit_id) -> np.ndarray:
         """Positions in the spike vector of the spikes of ``unit_id``, ascending (view)."""
