@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import best_of, peak_rss_mb, row, spike_dataset  # noqa: E402
+from _common import best_of, peak_rss_mb, row, spike_dataset
 
-import spikeviz as sv  # noqa: E402
+import spikeviz as sv
 
 
 def main(num_spikes=10_000_000, num_units=500):

@@ -29,7 +29,7 @@ def test_write_is_atomic_and_refuses_overwrite(tmp_path):
     s = sv.Sorting.from_arrays([1, 2], [0, 1], 100.0)
     path = write_sorting(s, tmp_path / "a.npz")
     before = path.read_bytes()
-    with pytest.raises(InputError, match="already exists"):
+    with pytest.raises(InputError, match=r"already exists"):
         write_sorting(sv.Sorting.from_arrays([5], [0], 100.0), path)
     assert path.read_bytes() == before
     write_sorting(sv.Sorting.from_arrays([5], [0], 100.0), path, overwrite=True)
@@ -42,16 +42,16 @@ def test_object_arrays_are_refused_not_unpickled(tmp_path):
     np.savez(path, unit_ids=np.array([object()], dtype=object), num_segment=np.array([1]),
              sampling_frequency=np.array([1.0]), spike_indexes_seg0=np.array([1]),
              spike_labels_seg0=np.array([0]))
-    with pytest.raises(InputError, match="evil.npz.*object arrays"):
+    with pytest.raises(InputError, match=r"evil.npz.*object arrays"):
         sv.load(path)
 
 
 def test_missing_key_and_bad_archive(tmp_path):
     np.savez(tmp_path / "m.npz", unit_ids=np.array([1]))
-    with pytest.raises(InputError, match="m.npz.*num_segment"):
+    with pytest.raises(InputError, match=r"m.npz.*num_segment"):
         sv.load(tmp_path / "m.npz")
     (tmp_path / "z.npz").write_bytes(b"PK\x03\x04garbage")
-    with pytest.raises(InputError, match="z.npz.*not a readable"):
+    with pytest.raises(InputError, match=r"z.npz.*not a readable"):
         sv.load(tmp_path / "z.npz")
 
 

@@ -35,7 +35,7 @@ def test_bombcell_kilosort2_folder():
 
 def test_bombcell_without_rate_says_what_to_do():
     folder = shared_path("bombcell_toy_kilosort")
-    with pytest.raises(InputError, match="sampling_frequency=") as err:
+    with pytest.raises(InputError, match=r"sampling_frequency=") as err:
         sv.load(folder)
     assert str(folder) in str(err.value) and "params.py" in str(err.value)
 
@@ -108,7 +108,7 @@ def test_sparse_templates(tmp_path, rng, name):
 
 
 def test_raw_recording_from_dat_path(tmp_path, rng):
-    folder, times, _ = write_folder(tmp_path / "ks", rng, dat=True)
+    folder, _, _ = write_folder(tmp_path / "ks", rng, dat=True)
     session = sv.load(folder)
     rec = session.recording
     assert rec is not None and rec.num_channels == 8 and rec.is_filtered
@@ -150,7 +150,7 @@ def test_params_code_is_never_run(tmp_path, rng, code):
     folder, _, _ = write_folder(tmp_path / "ks", rng)
     marker = tmp_path / "pwned"
     (folder / "params.py").write_text(code.format(marker=marker))
-    with pytest.raises(InputError, match="never executed") as err:
+    with pytest.raises(InputError, match=r"never executed") as err:
         sv.load(folder)
     assert "params.py" in str(err.value)
     assert not marker.exists()
@@ -161,7 +161,7 @@ def test_truncated_npy(tmp_path, rng):
     folder, _, _ = write_folder(tmp_path / "ks", rng)
     path = folder / "spike_times.npy"
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(InputError, match="truncated or corrupt") as err:
+    with pytest.raises(InputError, match=r"truncated or corrupt") as err:
         sv.load(folder)
     assert "spike_times.npy" in str(err.value)
 
@@ -169,14 +169,14 @@ def test_truncated_npy(tmp_path, rng):
 def test_garbage_npy(tmp_path, rng):
     folder, _, _ = write_folder(tmp_path / "ks", rng)
     (folder / "spike_clusters.npy").write_bytes(b"not numpy at all")
-    with pytest.raises(InputError, match="spike_clusters.npy"):
+    with pytest.raises(InputError, match=r"spike_clusters.npy"):
         sv.load(folder)
 
 
 def test_length_mismatch(tmp_path, rng):
     folder, _, ids = write_folder(tmp_path / "ks", rng)
     np.save(folder / "spike_clusters.npy", ids[:-3].astype(np.int32))
-    with pytest.raises(InputError, match="spike_clusters.npy.*2,997 entries.*3,000 spikes"):
+    with pytest.raises(InputError, match=r"spike_clusters.npy.*2,997 entries.*3,000 spikes"):
         sv.load(folder)
 
 
@@ -186,7 +186,7 @@ def test_unsorted_times(tmp_path, rng):
     times[[10, 11]] = times[[11, 10]] + np.array([0, 1])
     times[10] += 5
     np.save(folder / "spike_times.npy", times.astype(np.uint64))
-    with pytest.raises(InputError, match="spike_times.npy.*sorted"):
+    with pytest.raises(InputError, match=r"spike_times.npy.*sorted"):
         sv.load(folder)
 
 
@@ -195,14 +195,14 @@ def test_negative_ids(tmp_path, rng):
     ids = ids.copy()
     ids[5] = -1
     np.save(folder / "spike_clusters.npy", ids.astype(np.int32))
-    with pytest.raises(InputError, match="spike_clusters.npy.*negative cluster id -1"):
+    with pytest.raises(InputError, match=r"spike_clusters.npy.*negative cluster id -1"):
         sv.load(folder)
 
 
 def test_float_ids_rejected(tmp_path, rng):
     folder, _, ids = write_folder(tmp_path / "ks", rng)
     np.save(folder / "spike_clusters.npy", ids + 0.5)
-    with pytest.raises(InputError, match="spike_clusters.npy.*integer"):
+    with pytest.raises(InputError, match=r"spike_clusters.npy.*integer"):
         sv.load(folder)
 
 
@@ -224,14 +224,14 @@ def test_missing_files(tmp_path, rng, missing, match):
 def test_amplitudes_length_mismatch(tmp_path, rng):
     folder, _, _ = write_folder(tmp_path / "ks", rng)
     np.save(folder / "amplitudes.npy", np.ones(10))
-    with pytest.raises(InputError, match="amplitudes.npy"):
+    with pytest.raises(InputError, match=r"amplitudes.npy"):
         sv.load(folder)
 
 
 def test_tsv_without_id_column(tmp_path, rng):
     folder, _, _ = write_folder(tmp_path / "ks", rng)
     (folder / "cluster_group.tsv").write_text("cluster\tgroup\n0\tgood\n")
-    with pytest.raises(InputError, match="cluster_group.tsv.*cluster_id"):
+    with pytest.raises(InputError, match=r"cluster_group.tsv.*cluster_id"):
         sv.load(folder)
 
 
@@ -239,13 +239,13 @@ def test_dat_size_not_matching_channel_count(tmp_path, rng):
     folder, _, _ = write_folder(tmp_path / "ks", rng, dat=True)
     with open(folder / "raw.dat", "ab") as f:
         f.write(b"\0" * 6)
-    with pytest.raises(InputError, match="raw.dat.*whole number of samples"):
+    with pytest.raises(InputError, match=r"raw.dat.*whole number of samples"):
         sv.load(folder)
 
 
 def test_not_a_folder_or_unknown(tmp_path):
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(InputError, match=r"no such file"):
         sv.load(tmp_path / "nothing")
     (tmp_path / "x.txt").write_text("hi")
-    with pytest.raises(InputError, match="not a format spikeviz reads"):
+    with pytest.raises(InputError, match=r"not a format spikeviz reads"):
         sv.load(tmp_path / "x.txt")
