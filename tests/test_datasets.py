@@ -82,6 +82,8 @@ def test_file_equals_lazy_traces_and_windows_are_independent(gt, folders):
     np.testing.assert_array_equal(gt.traces[100:900:7, 3:9], whole[100:900:7, 3:9])
     np.testing.assert_array_equal(gt.traces[[5, 2, 70_000]], whole[[5, 2, 70_000]])
     np.testing.assert_array_equal(gt.traces[-1], whole[-1])
+    np.testing.assert_array_equal(gt.traces[50:10:-3, 2], whole[50:10:-3, 2])
+    np.testing.assert_array_equal(gt.traces[::-1][:5], whole[::-1][:5])
 
 
 def test_dat_size_params_and_files(gt, folders):
@@ -122,7 +124,10 @@ def test_probe_layouts():
     np.testing.assert_array_equal(two, [[16, 0], [48, 0], [16, 20], [48, 20], [16, 40],
                                         [48, 40]])
     four = datasets.probe_locations_um(4, 4)
-    np.testing.assert_array_equal(four, [[43, 0], [11, 0], [59, 20], [27, 20]])
+    np.testing.assert_array_equal(four, [[27, 0], [59, 0], [11, 20], [43, 20]])
+    pi = pytest.importorskip("probeinterface.neuropixels_tools")
+    np1 = pi.build_neuropixels_probe("NP1000").contact_positions[:8]  # shank x = ours - 11 µm
+    np.testing.assert_array_equal(datasets.probe_locations_um(8, 4), np1 + np.array([11.0, 0.0]))
     with pytest.raises(InputError, match="num_columns"):
         datasets.probe_locations_um(8, 3)
 
@@ -182,7 +187,8 @@ def test_noise_level_and_spatial_correlation():
                               line_uv=0.0, artefact_rate_hz=0.0, seed=1)
     uv = np.asarray(quiet.traces).astype(np.float64) * quiet.gain_to_uv
     rms = uv.std(axis=0)
-    assert np.all((rms > 7) & (rms < 13)), rms
+    assert np.all((rms > 6) & (rms < 14)), rms
+    assert np.mean(rms) == pytest.approx(10.0, rel=0.1)
     assert abs(np.mean(uv)) < 0.5
     corr = np.corrcoef(uv.T)
     neighbour = np.mean([corr[c, c + 1] for c in range(15)])
@@ -403,6 +409,7 @@ def test_phy_write_into_existing_folder_and_overwrite(tmp_path):
     ({"params": {"dtype": "nonsense"}}, "dtype"),
     ({"params": {"offset": -4}}, "offset"),
     ({"params": {"meta": object()}}, "params.meta"),
+    ({"params": {"n_channels_dat": "64"}}, "n_channels_dat"),
     ({"sampling_frequency": 0}, "sampling_frequency"),
 ])
 def test_phy_write_rejects_bad_input(tmp_path, kwargs, field):

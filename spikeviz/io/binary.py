@@ -60,10 +60,12 @@ def memmap_traces(path: Path, num_channels: int, dtype, offset: int = 0,
 
 def read_recording(path: Path, sampling_frequency: float | None = None,
                    num_channels: int | None = None, dtype="int16", offset: int = 0,
-                   gain_to_uv=1.0, offset_to_uv=0.0, channel_locations=None,
+                   gain_to_uv=None, offset_to_uv=0.0, channel_locations=None,
                    channel_ids=None, **_ignored) -> Recording:
     """Raw binary as a lazy Recording. ``sampling_frequency`` (Hz) and ``num_channels`` are
-    required; ``offset`` is the header size in bytes; gains convert stored values to µV."""
+    required; ``offset`` is the header size in bytes; ``gain_to_uv`` (µV per stored unit, one
+    number or one per channel) is unknown by default: traces are then in stored units and
+    ``gain_known`` is False."""
     path = Path(path)
     if sampling_frequency is None:
         raise InputError("a raw binary file does not say its sampling rate: pass "
@@ -74,8 +76,10 @@ def read_recording(path: Path, sampling_frequency: float | None = None,
                          "num_channels= (--num-channels)", path=path, field="num_channels")
     traces = memmap_traces(path, int(num_channels), dtype, int(offset))
     return Recording(traces, sampling_frequency, channel_ids=channel_ids,
-                     channel_locations_um=channel_locations, gains_to_uv=gain_to_uv,
-                     offsets_to_uv=offset_to_uv, source=str(path))
+                     channel_locations_um=channel_locations,
+                     gains_to_uv=1.0 if gain_to_uv is None else gain_to_uv,
+                     offsets_to_uv=offset_to_uv, source=str(path),
+                     gain_known=gain_to_uv is not None)
 
 
 def empty_session(recording: Recording, fmt: str) -> Session:

@@ -84,5 +84,14 @@ def write_sorting(sorting: Sorting, path: str | Path, overwrite: bool = False) -
         "spike_labels_seg0": np.asarray(sorting.unit_ids)[sorting.unit_index],
     }
     with atomic_file(path, overwrite=overwrite, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
+        _savez_deterministic(tmp, arrays)
     return path
+
+
+def _savez_deterministic(path: Path, arrays: dict) -> None:
+    """Like ``np.savez`` but with fixed zip timestamps: same arrays → same bytes."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)

@@ -230,7 +230,8 @@ def _dat_file(folder: Path, dat_path) -> Path | None:
     return local if local.is_file() else None
 
 
-def _recording(folder: Path, params: dict, fs: float, channel_map, positions) -> Recording | None:
+def _recording(folder: Path, params: dict, fs: float, channel_map, positions,
+               gain_to_uv=None) -> Recording | None:
     dat = _dat_file(folder, params.get("dat_path"))
     if dat is None:
         return None
@@ -243,9 +244,13 @@ def _recording(folder: Path, params: dict, fs: float, channel_map, positions) ->
         if "n_channels_dat" not in params:
             raise InputError("dat_path is set but n_channels_dat is missing", path=params_path,
                              field="n_channels_dat")
+        if gain_to_uv is None:
+            gain_to_uv = params.get("gain_to_uv")
         recording = binary.read_recording(
             dat, sampling_frequency=fs, num_channels=int(params["n_channels_dat"]),
-            dtype=params.get("dtype", "int16"), offset=int(params.get("offset", 0)))
+            dtype=params.get("dtype", "int16"), offset=int(params.get("offset", 0)),
+            gain_to_uv=1.0 if gain_to_uv is None else gain_to_uv)
+        recording.gain_known = gain_to_uv is not None
         if positions is not None:
             if channel_map.max() >= recording.num_channels:
                 raise InputError(f"channel_map.npy refers to channel {int(channel_map.max())} "
@@ -259,8 +264,15 @@ def _recording(folder: Path, params: dict, fs: float, channel_map, positions) ->
 
 
 def read_session(folder: Path, sampling_frequency: float | None = None,
-                 load_recording: bool = True, **_ignored) -> Session:
-    """A Phy/KiloSort folder as a Session (with its raw recording when ``dat_path`` exists)."""
+                 load_recording: bool = True, gain_to_uv=None, **_ignored) -> Session:
+    """A Phy/KiloSort folder as a Session (with its raw recording when ``dat_path`` exists).
+
+    Phy's params.py does not record the µV per stored unit of the raw .dat; it comes from
+    ``gain_to_uv`` (a number or one per channel), else an optional ``gain_to_uv`` entry in
+    params.py (a spikeviz extension that phy and SpikeInterface ignore), else a SpikeGLX .meta
+    beside the .dat. Without any, traces are in stored units and ``recording.gain_known`` is
+    False.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("not a folder; a Phy/KiloSort output folder was expected", path=folder)
@@ -309,8 +321,8 @@ def read_session(folder: Path, sampling_frequency: float | None = None,
     unit_ids = unit_ids.astype(np.int64)
     unit_table = read_unit_table(folder, unit_ids)
     channel_map, positions = _channels(folder)
-    recording = _recording(folder, params, fs, channel_map, positions) if load_recording \
-        else None
+    recording = _recording(folder, params, fs, channel_map, positions, gain_to_uv) \
+        if load_recording else None
     sorting = Sorting(times, unit_index, fs, unit_ids=unit_ids, unit_table=unit_table,
                       spike_properties=spike_properties, sort=False, source=str(folder))
     results = {}

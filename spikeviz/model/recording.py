@@ -44,6 +44,9 @@ class Recording(param.Parameterized):
     offsets_to_uv = param.Array(default=None, allow_None=True,
                                 doc="µV added after the gain, per channel (float64).")
     source = param.String(default="", doc="File the traces are read from, if any.")
+    gain_known = param.Boolean(default=True, doc="""
+        False when the file did not say how stored values convert to µV (e.g. a raw .dat
+        without metadata): gains are then 1 and traces are in stored units, not µV.""")
     is_filtered = param.Boolean(default=False, doc="""
         True when the stored traces are already high-pass filtered (e.g. Phy's hp_filtered).""")
 

@@ -61,3 +61,13 @@ def test_labels_not_in_unit_ids(tmp_path):
              spike_labels_seg0=np.array([1, 9]))
     with pytest.raises(InputError, match=r"u.npz.*\[9\] not listed"):
         sv.load(tmp_path / "u.npz")
+
+
+def test_same_sorting_gives_same_bytes(tmp_path):
+    s = sv.Sorting.from_arrays([1, 2, 9], [0, 1, 0], 100.0)
+    a = write_sorting(s, tmp_path / "a.npz").read_bytes()
+    import time
+
+    time.sleep(2.1)  # zip timestamps have 2 s resolution
+    b = write_sorting(s, tmp_path / "b.npz").read_bytes()
+    assert a == b

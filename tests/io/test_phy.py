@@ -249,3 +249,17 @@ def test_not_a_folder_or_unknown(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(InputError, match=r"not a format spikeviz reads"):
         sv.load(tmp_path / "x.txt")
+
+
+def test_gain_from_params_or_argument(tmp_path, rng):
+    folder, _, _ = write_folder(tmp_path / "ks", rng, dat=True)
+    raw = np.fromfile(folder / "raw.dat", dtype=np.int16).reshape(-1, 8)
+    rec = sv.load(folder).recording
+    assert rec.gain_known is False
+    np.testing.assert_array_equal(rec.traces(0, 5), raw[:5].astype(np.float32))
+    rec = sv.load(folder, gain_to_uv=0.195).recording
+    assert rec.gain_known is True
+    np.testing.assert_allclose(rec.traces(0, 5), raw[:5] * np.float32(0.195))
+    with open(folder / "params.py", "a") as f:
+        f.write("gain_to_uv = 2.5\n")
+    np.testing.assert_allclose(sv.load(folder).recording.traces(0, 5), raw[:5] * 2.5)
