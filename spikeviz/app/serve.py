@@ -1,0 +1,106 @@
+"""Serve the dashboard with Panel's server on one address, blocking like ``panel serve``.
+
+The Session is loaded once, before the server starts; every browser session then gets a new
+dashboard (new views, new Selection) over that same Session, whose arrays are never modified.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from ..errors import InputError
+from ..model.session import Session
+
+
+def warm_up(session: Session) -> float:
+    """Do the one-off work of a first render now: numba kernels, datashader, derived arrays.
+
+    Builds the raster's shared arrays for ``session`` (seconds, rows, depth order), the
+    sorting's per-unit order, and renders a tiny ``rasterize`` so datashader's kernels are
+    compiled. Returns the time taken, in seconds.
+    """
+    import datashader as ds
+    import holoviews as hv
+    import numpy as np
+    import pandas as pd
+    from holoviews.operation.datashader import rasterize
+
+    from ..views.raster import _ensure_bokeh_backend, raster_data
+
+    start = time.perf_counter()
+    _ensure_bokeh_backend()
+    tiny = pd.DataFrame({"time_s": np.array([0.0, 0.5, 1.0]),
+                         "row": np.array([0, 1, 1], dtype=np.float32)})
+    rasterize(hv.Points(tiny, kdims=["time_s", "row"]), dynamic=False, aggregator=ds.count(),
+              x_range=(0.0, 1.0), y_range=(-0.5, 1.5), width=4, height=2, pixel_ratio=1)
+    sorting = session.sorting
+    if sorting.num_units:
+        sorting.spike_indices(sorting.unit_ids[0])  # builds the per-unit order once
+    raster_data(session)
+    return time.perf_counter() - start
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def serve(session_factory: Callable[[], Session], port: int = 5006,
+          address: str = "127.0.0.1", show: bool = False, title: str = "spikeviz",
+          warm: bool = True) -> None:
+    """Serve the dashboard at http://address:port/ until SIGINT or SIGTERM.
+
+    ``session_factory`` is called once, here, before the server starts. Only ``address`` is
+    bound and only pages served from ``address:port`` may open the websocket. With ``warm``,
+    datashader and the session's derived arrays are prepared, and one dashboard is built,
+    before the first browser connects. Blocks (``threaded=False``); returns after a clean
+    shutdown.
+    """
+    import panel as pn
+
+    from .dashboard import build_dashboard
+
+    session = session_factory()
+    if not isinstance(session, Session):
+        raise InputError(f"the session factory returned {type(session).__name__}, not a "
+                         f"spikeviz Session", field="session_factory")
+    if warm:
+        seconds = warm_up(session)
+        print(f"spikeviz: prepared {session!r} in {seconds:.1f} s", flush=True)
+
+    def app():
+        return build_dashboard(session, title=title)
+
+    host = _url_host(address)
+    try:
+        server = pn.serve({"/": app}, port=port, address=address,
+                          websocket_origin=[f"{host}:{port}"], show=show, start=False,
+                          title=title, verbose=False, threaded=False, warm=warm)
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise InputError(f"port {port} on {address} is already in use; choose another "
+                             f"with --port", field="port") from None
+        raise
+
+    loop = server.io_loop
+
+    def _stop(signum, frame):
+        loop.asyncio_loop.call_soon_threadsafe(loop.stop)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # signals reach only that one
+        previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    url = f"http://{host}:{port}/"
+    print(f"spikeviz: serving at {url} (Ctrl+C to stop)", flush=True)
+    try:
+        server.start()
+        loop.start()
+    finally:
+        print("spikeviz: shutting down", file=sys.stderr, flush=True)
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

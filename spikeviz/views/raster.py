@@ -1,0 +1,535 @@
+"""Raster: every spike of every unit, time (s) against unit, rendered server-side as an image.
+
+The spikes go to HoloViews as one ``hv.Points(time_s, row)`` element and through
+``holoviews.operation.datashader.rasterize``, so the browser receives one image (a few hundred
+kB), never millions of glyphs. The aggregation grid is aligned to unit rows: while the visible
+rows fit in the plot's pixel height every unit is exactly one image row (a band of pixels), so
+a spike is drawn as a short vertical tick in its unit's band, as in a classic raster.
+
+Selected units (``Selection.unit_ids``) are drawn again on top in colour (also rasterized) over
+a tinted band. Hover names the unit under the pointer; a tap selects the unit of the tapped row
+and a box-select selects every unit with spikes in the box; both map rows to unit ids on the
+server, exactly. ``Selection.time_window_s`` zooms the time axis.
+
+The arrays behind the raster (float64 seconds computed once from the int64 samples, the row of
+every spike) are derived once per Session and shared, read-only, by every browser session.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import weakref
+from dataclasses import dataclass
+
+import datashader as ds
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+from bokeh.models import BasicTicker, CustomJSHover, CustomJSTickFormatter
+from holoviews.operation.datashader import rasterize
+
+from ..model.selection import Selection
+from ..model.session import Session
+from ..model.sorting import Sorting
+from ..model.waveforms import Templates
+
+
+def _ramp(start: str, end: str, n: int = 256) -> list[str]:
+    """``n`` colours linearly interpolated (in RGB) from ``start`` to ``end`` (hex)."""
+    a = np.array([int(start[i:i + 2], 16) for i in (1, 3, 5)], dtype=float)
+    b = np.array([int(end[i:i + 2], 16) for i in (1, 3, 5)], dtype=float)
+    steps = np.rint(a + (b - a) * np.linspace(0.0, 1.0, n)[:, None]).astype(int)
+    return [f"#{r:02x}{g:02x}{b_:02x}" for r, g, b_ in steps]
+
+
+#: Colours: unselected spikes light grey to black, selected spikes orange to dark red over a
+#: pale yellow band; spike density per pixel is mapped by histogram equalisation.
+BASE_CMAP = _ramp("#c8c8c8", "#000000")
+HIGHLIGHT_CMAP = _ramp("#ffa040", "#a00000")
+BAND_COLOR = "#ffe08a"
+
+#: ``unit_table`` column with the depth of each unit (µm, same frame as the channel
+#: locations), or with its peak channel (a channel id of the session's probe).
+DEPTH_COLUMN = "depth_um"
+PEAK_CHANNEL_COLUMN = "peak_channel_id"
+
+
+def _ensure_bokeh_backend() -> None:
+    if "bokeh" not in hv.Store.renderers:
+        hv.renderer("bokeh")  # loads the backend without notebook side effects
+
+
+# -- unit depth ---------------------------------------------------------------------------------
+def _channel_depths_um(session: Session) -> dict | None:
+    """{channel id: y position (µm)} for the session's probe, or None without geometry."""
+    ids, locations = session.channel_ids, session.channel_locations_um
+    if ids is None or locations is None:
+        return None
+    locations = np.asarray(locations, dtype=np.float64)
+    ids = np.asarray(ids).tolist()
+    if locations.ndim != 2 or locations.shape[0] != len(ids) or locations.shape[1] < 2:
+        return None
+    return {Sorting._key(c): float(y) for c, y in zip(ids, locations[:, 1], strict=True)}
+
+
+def _depths_from_peak_channels(peak_channel_ids, channel_depths: dict) -> np.ndarray:
+    out = np.full(len(peak_channel_ids), np.nan)
+    for i, channel in enumerate(peak_channel_ids):
+        if channel is None or (isinstance(channel, float) and np.isnan(channel)):
+            continue
+        if isinstance(channel, float) and channel.is_integer():
+            channel = int(channel)  # a column with NaNs holds ints as floats
+        out[i] = channel_depths.get(Sorting._key(channel), np.nan)
+    return out
+
+
+def _templates_depths(session: Session, channel_depths: dict) -> np.ndarray | None:
+    """Depth of each unit's peak channel from templates in ``session.results``.
+
+    Templates computed per unit (their ``unit_ids`` cover every unit) are used directly;
+    KiloSort templates (one per template, not per curated unit) are used through the
+    ``template_index`` spike property: each unit takes the template most of its spikes have.
+    """
+    sorting = session.sorting
+    templates = [t for t in session.results.values() if isinstance(t, Templates)]
+    for tpl in templates:
+        peaks = tpl.peak_channel_indices()
+        channel_ids = np.asarray(tpl.channel_ids).tolist()
+        peak_ids = [channel_ids[p] if p >= 0 else None for p in peaks.tolist()]
+        position = {Sorting._key(u): i for i, u in enumerate(np.asarray(tpl.unit_ids).tolist())}
+        units = [Sorting._key(u) for u in sorting.unit_ids.tolist()]
+        if units and all(u in position for u in units):
+            return _depths_from_peak_channels([peak_ids[position[u]] for u in units],
+                                              channel_depths)
+        spike_template = sorting.spike_properties.get("template_index")
+        if spike_template is None or sorting.num_spikes == 0:
+            continue
+        spike_template = np.asarray(spike_template).astype(np.int64, copy=False)
+        n_templates = len(peak_ids)
+        if spike_template.min() < 0 or spike_template.max() >= n_templates:
+            continue
+        pair = sorting.unit_index.astype(np.int64) * n_templates + spike_template
+        counts = np.bincount(pair, minlength=sorting.num_units * n_templates)
+        counts = counts.reshape(sorting.num_units, n_templates)
+        dominant = counts.argmax(axis=1)
+        has_spikes = counts.sum(axis=1) > 0
+        depths = _depths_from_peak_channels([peak_ids[t] for t in dominant.tolist()],
+                                            channel_depths)
+        depths[~has_spikes] = np.nan
+        return depths
+    return None
+
+
+def unit_depths_um(session: Session) -> tuple[np.ndarray, str]:
+    """Depth (µm, the y of the probe's channel locations) of every unit, in unit_index order.
+
+    Sources, first that applies: the unit table's ``depth_um`` column; its ``peak_channel_id``
+    column (a channel id) looked up in ``session.channel_locations_um``; templates in
+    ``session.results`` (peak-to-peak largest channel). Returns (depths, source) with NaN for
+    unknown depths and source "" when no depth is known at all.
+    """
+    sorting = session.sorting
+    table = sorting.unit_table
+    n = sorting.num_units
+    if DEPTH_COLUMN in table and pd.api.types.is_numeric_dtype(table[DEPTH_COLUMN]):
+        depths = table[DEPTH_COLUMN].to_numpy(dtype=np.float64, na_value=np.nan)
+        if np.isfinite(depths).any():
+            return depths, DEPTH_COLUMN
+    channel_depths = _channel_depths_um(session)
+    if channel_depths is None or n == 0:
+        return np.full(n, np.nan), ""
+    if PEAK_CHANNEL_COLUMN in table:
+        depths = _depths_from_peak_channels(table[PEAK_CHANNEL_COLUMN].tolist(), channel_depths)
+        if np.isfinite(depths).any():
+            return depths, PEAK_CHANNEL_COLUMN
+    depths = _templates_depths(session, channel_depths)
+    if depths is not None and np.isfinite(depths).any():
+        return depths, "templates"
+    return np.full(n, np.nan), ""
+
+
+# -- shared raster data -------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class RasterData:
+    """Read-only arrays behind a raster, shared by every view of one Session.
+
+    ``frame`` has one row per spike in spike-vector (time) order: ``time_s`` (float64 seconds,
+    computed once from the int64 sample indices) and ``row`` (float32, the unit's row; row 0 is
+    at the bottom). ``row_unit_ids[r]`` is the unit id drawn in row r.
+    """
+
+    sorting: Sorting
+    frame: pd.DataFrame
+    time_s: np.ndarray
+    row_of_unit: np.ndarray  # int64 row of each unit_index
+    row_unit_ids: list
+    depths_um: np.ndarray  # per unit_index, NaN where unknown
+    order: str  # "depth" or "unit id"
+    depth_source: str
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.row_unit_ids)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.sorting.duration_s)
+
+
+_LOCK = threading.Lock()
+_TIMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Sorting -> time_s
+_DATA: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Session -> RasterData
+
+
+def spike_times_s(sorting: Sorting) -> np.ndarray:
+    """Every spike's time in seconds (float64, read-only), computed once per Sorting."""
+    with _LOCK:
+        times = _TIMES.get(sorting)
+        if times is None:
+            times = sorting.sample_index / sorting.sampling_frequency
+            times.flags.writeable = False
+            _TIMES[sorting] = times
+        return times
+
+
+def raster_data(session: Session) -> RasterData:
+    """The RasterData of ``session`` (built on first use, then shared)."""
+    sorting = session.sorting
+    with _LOCK:
+        data = _DATA.get(session)
+        if data is not None and data.sorting is sorting:
+            return data
+    time_s = spike_times_s(sorting)
+    depths, source = unit_depths_um(session)
+    n = sorting.num_units
+    if source:
+        # deepest (smallest y, nearest the tip) at the bottom; unknown depths on top, by id
+        known = np.isfinite(depths)
+        order = np.lexsort((np.arange(n), np.where(known, depths, np.inf), ~known))
+        order_name = "depth"
+    else:
+        order = np.argsort(sorting.unit_ids, kind="stable")
+        order_name = "unit id"
+    row_of_unit = np.empty(n, dtype=np.int64)
+    row_of_unit[order] = np.arange(n)
+    rows = row_of_unit.astype(np.float32)[sorting.unit_index]
+    frame = pd.DataFrame({"time_s": time_s, "row": rows}, copy=False)
+    unit_ids = sorting.unit_ids.tolist()
+    data = RasterData(sorting=sorting, frame=frame, time_s=time_s, row_of_unit=row_of_unit,
+                      row_unit_ids=[unit_ids[i] for i in order.tolist()], depths_um=depths,
+                      order=order_name, depth_source=source)
+    with _LOCK:
+        _DATA[session] = data
+    return data
+
+
+def _sub_rows(row_px: float) -> tuple[int, tuple[int, ...]] | None:
+    """(sub-rows per unit row, blank sub-rows) for rows ``row_px`` device pixels tall.
+
+    Tall rows get a symmetric gap of 1/4 of the row; short rows a 1/4 gap at the bottom;
+    rows under 4 px none (a blank line there could hide a whole unit).
+    """
+    if row_px >= 8:
+        return 8, (0, 7)
+    if row_px >= 4:
+        return 4, (0,)
+    return None
+
+
+def _format_count(n: int) -> str:
+    return f"{n:,} spike" + ("" if n == 1 else "s")
+
+
+# -- the view -----------------------------------------------------------------------------------
+class Raster(pn.viewable.Viewer):
+    """Spike raster of all units (datashaded), linked to a Selection.
+
+    Reads ``session``; writes only ``selection.unit_ids`` (tap, box-select); follows
+    ``selection.unit_ids`` (highlight) and ``selection.time_window_s`` (x zoom).
+    """
+
+    session = param.ClassSelector(class_=Session, constant=True, doc="What is shown.")
+    selection = param.ClassSelector(class_=Selection, constant=True, doc="""
+        Shared selection: read for the highlight and time window, written on tap/box-select.""")
+    min_height = param.Integer(default=420, bounds=(100, None), doc="Minimum plot height, px.")
+
+    def __init__(self, session: Session, selection: Selection | None = None, **params):
+        if selection is None:
+            selection = Selection.for_session(session)
+        super().__init__(session=session, selection=selection, **params)
+        _ensure_bokeh_backend()
+        self._data = raster_data(session)
+        self._highlight_key: tuple | None = None
+        self._highlight_frame = self._data.frame.iloc[0:0]
+        self._x_ranges: weakref.WeakSet = weakref.WeakSet()
+        self._range = hv.streams.RangeXY()
+        self._size = hv.streams.PlotSize()
+        self._units_stream = hv.streams.Params(parameterized=selection,
+                                               parameters=["unit_ids"])
+
+        base = hv.DynamicMap(self._base_image, streams=[self._range, self._size])
+        highlight = hv.DynamicMap(self._highlight_image,
+                                  streams=[self._range, self._size, self._units_stream])
+        bands = hv.DynamicMap(self._bands, streams=[self._units_stream])
+        self._tap = hv.streams.Tap(source=base)
+        self._tap.add_subscriber(self._on_tap)
+        self._box = hv.streams.BoundsXY(source=base)
+        self._box.add_subscriber(self._on_box)
+
+        self.plot = (bands * base * highlight).opts(self._overlay_opts())
+        selection.param.watch(self._on_units, ["unit_ids"])
+        selection.param.watch(self._on_window, ["time_window_s"])
+        self._info = pn.pane.HTML(self._info_html(), sizing_mode="stretch_width",
+                                  css_classes=["spikeviz-raster-info"], margin=(0, 10))
+        self._pane = pn.pane.HoloViews(self.plot, sizing_mode="stretch_both",
+                                       min_height=self.min_height, margin=(0, 5),
+                                       css_classes=["spikeviz-raster"])
+        self._layout = pn.Column(self._info, self._pane, sizing_mode="stretch_both",
+                                 min_height=self.min_height + 30)
+
+    def __panel__(self):
+        return self._layout
+
+    # -- public, read-only facts (used by tests and other code) --------------------------------
+    @property
+    def data(self) -> RasterData:
+        return self._data
+
+    @property
+    def row_unit_ids(self) -> list:
+        """Unit id drawn in each row, bottom (row 0) to top."""
+        return list(self._data.row_unit_ids)
+
+    @property
+    def order(self) -> str:
+        """How rows are ordered: "depth" or "unit id"."""
+        return self._data.order
+
+    def row_of(self, unit_id) -> int:
+        """Row (0 = bottom) of ``unit_id``."""
+        return int(self._data.row_of_unit[self.session.sorting.unit_index_of(unit_id)])
+
+    def unit_at(self, y: float):
+        """Unit id of the row at y (data coordinates), or None outside the rows."""
+        if y is None or not np.isfinite(y):
+            return None
+        row = int(np.floor(y + 0.5))
+        if 0 <= row < self._data.num_rows:
+            return self._data.row_unit_ids[row]
+        return None
+
+    def spikes_of(self, unit_id) -> pd.DataFrame:
+        """The raster's points (time_s, row) for ``unit_id``, in time order."""
+        positions = self.session.sorting.spike_indices(unit_id)
+        return self._data.frame.iloc[positions]
+
+    @property
+    def highlight(self) -> pd.DataFrame:
+        """Points (time_s, row) of the selected units, drawn on top; time-sorted."""
+        return self._highlight_for(self.selection.unit_ids)
+
+    @property
+    def x_range_s(self) -> tuple[float, float]:
+        """The time range (s) the raster is set to show."""
+        return self._x_default()
+
+    # -- rendering -----------------------------------------------------------------------------
+    def _x_default(self) -> tuple[float, float]:
+        """Selection.time_window_s clipped to the session, or the whole session (s)."""
+        duration = self._data.duration_s
+        whole = (0.0, duration if duration > 0 else 1.0)
+        window = self.selection.time_window_s
+        if window is None:
+            return whole
+        start, end = max(window[0], 0.0), min(window[1], whole[1])
+        return (start, end) if start < end else whole
+
+    def _overlay_opts(self) -> list:
+        labels = [str(u) for u in self._data.row_unit_ids]
+        depths = self._data.depths_um[np.argsort(self._data.row_of_unit)] \
+            if self._data.num_rows else np.zeros(0)
+        hover_labels = [
+            f"{label} ({depth:.0f} µm)" if np.isfinite(depth) else label
+            for label, depth in zip(labels, depths.tolist(), strict=True)]
+        tick_code = ("const i = Math.round(tick);"
+                     "return (Math.abs(tick - i) < 1e-6 && i >= 0 && i < labels.length)"
+                     " ? labels[i] : '';")
+        hover_code = ("const i = Math.round(value);"
+                      "return (i >= 0 && i < labels.length) ? labels[i] : '';")
+        n = self._data.num_rows
+        # every layer's default tools: the overlay merges them (and would keep a 2-D wheel zoom)
+        default_tools = ["save", "pan", "xwheel_zoom", "box_zoom", "reset"]
+        ylabel = "unit (by depth, deepest at bottom)" if self.order == "depth" else "unit"
+        return [
+            hv.opts.Image(
+                "Base", cmap=BASE_CMAP, cnorm="eq_hist", colorbar=False,
+                default_tools=default_tools,
+                tools=["hover", "tap", "box_select"],
+                hover_tooltips=[("unit", "$y{custom}"), ("time (s)", "$x{0.000}"),
+                                ("spikes in pixel", "@image")],
+                hover_formatters={"$y": CustomJSHover(args={"labels": hover_labels},
+                                                      code=hover_code)}),
+            hv.opts.Image("Highlight", cmap=HIGHLIGHT_CMAP, cnorm="eq_hist", colorbar=False,
+                          default_tools=default_tools),
+            hv.opts.HSpans(color=BAND_COLOR, alpha=0.45, line_alpha=0,
+                           default_tools=default_tools),
+            hv.opts.Overlay(
+                responsive=True, min_height=self.min_height, xlabel="time (s)", ylabel=ylabel,
+                xlim=self._x_default(), ylim=(-0.5, max(n, 1) - 0.5),
+                yticks=BasicTicker(min_interval=1, num_minor_ticks=0, desired_num_ticks=25),
+                yformatter=CustomJSTickFormatter(args={"labels": labels}, code=tick_code),
+                active_tools=["pan", "xwheel_zoom"],
+                default_tools=default_tools,
+                show_grid=False, show_legend=False, toolbar="above",
+                hooks=[self._plot_hook]),
+        ]
+
+    def _plot_hook(self, plot, element) -> None:
+        """Keep the time axis handle (to follow time_window_s) and bound pan/zoom to the data."""
+        x_range = plot.handles.get("x_range")
+        y_range = plot.handles.get("y_range")
+        duration = self._data.duration_s
+        plot.state.toolbar.logo = None
+        if x_range is not None:
+            self._x_ranges.add(x_range)
+            if duration > 0:
+                x_range.bounds = (0.0, duration)
+        if y_range is not None and self._data.num_rows:
+            y_range.bounds = (-0.5, self._data.num_rows - 0.5)
+
+    def _grid(self, x_range, y_range, width, height):
+        """Aggregation grid: (x0, x1), (y0, y1) snapped to row edges, width and height in bins,
+        and the height of one row in device pixels."""
+        n = self._data.num_rows
+        x0, x1 = x_range if x_range is not None else self._x_default()
+        if not (np.isfinite(x0) and np.isfinite(x1)) or x1 <= x0:
+            x0, x1 = self._x_default()
+        y0, y1 = y_range if y_range is not None else (-0.5, n - 0.5)
+        r0 = max(0, int(np.floor(y0 + 0.5)))
+        r1 = min(n - 1, int(np.ceil(y1 - 0.5)))
+        if n == 0 or r1 < r0:
+            r0, r1 = 0, max(n - 1, 0)
+        rows = r1 - r0 + 1
+        ratio = getattr(pn.state.browser_info, "device_pixel_ratio", None) \
+            if pn.state.browser_info is not None else None
+        ratio = min(float(ratio), 2.0) if isinstance(ratio, int | float) and ratio > 0 else 1.0
+        width_px = max(int((width or 800) * ratio), 1)
+        height_px = max(int((height or self.min_height) * ratio), 1)
+        return (float(x0), float(x1)), (r0 - 0.5, r1 + 0.5), width_px, \
+            max(min(rows, height_px), 1), height_px / rows
+
+    def _rasterize(self, frame: pd.DataFrame, group: str, x_range, y_range, width, height):
+        (x0, x1), (y0, y1), w, h, row_px = self._grid(x_range, y_range, width, height)
+        # spikes are time-sorted: only the visible slice goes to datashader
+        lo, hi = np.searchsorted(frame["time_s"].to_numpy(), [x0, x1], side="left")
+        points = hv.Points(frame.iloc[lo:hi + 1], kdims=["time_s", "row"])
+        image = rasterize(points, dynamic=False, aggregator=ds.count(), x_range=(x0, x1),
+                          y_range=(y0, y1), width=w, height=h, pixel_ratio=1)
+        counts = image.data[image.vdims[0].name]  # dims (row, time_s), rows ascending
+        xs = counts.coords["time_s"].to_numpy()
+        values = counts.to_numpy().astype(np.float32)
+        values[values == 0] = np.nan  # no spike: transparent
+        sub = _sub_rows(row_px) if h == round(y1 - y0) else None
+        if sub is None:
+            ys = counts.coords["row"].to_numpy()
+        else:
+            # one unit per image row: split each row in k sub-rows, blank the gap ones, so
+            # neighbouring units are separated by a thin white line
+            k, gaps = sub
+            values = np.repeat(values, k, axis=0)
+            for g in gaps:
+                values[g::k] = np.nan
+            ys = y0 + (np.arange(values.shape[0]) + 0.5) / k
+        spikes = hv.Dimension("spikes")
+        if not np.isfinite(values).any():
+            # nothing to draw; a fixed range spares HoloViews a min/max over all-NaN data
+            spikes = spikes.clone(range=(1, 2))
+        return hv.Image((xs, ys, values), kdims=["time_s", "row"], vdims=[spikes],
+                        group=group)
+
+    def _base_image(self, x_range=None, y_range=None, width=None, height=None, scale=None):
+        return self._rasterize(self._data.frame, "Base", x_range, y_range, width, height)
+
+    def _highlight_image(self, x_range=None, y_range=None, width=None, height=None,
+                         scale=None, unit_ids=None):
+        # unit_ids comes from the stream, so the highlight never lags behind the selection
+        units = self.selection.unit_ids if unit_ids is None else unit_ids
+        return self._rasterize(self._highlight_for(units), "Highlight", x_range, y_range, width,
+                               height)
+
+    def _bands(self, unit_ids=None):
+        rows = sorted(self.row_of(u) for u in self.selection.unit_ids)
+        return hv.HSpans(([r - 0.5 for r in rows], [r + 0.5 for r in rows]))
+
+    # -- selection -------------------------------------------------------------------------------
+    def _highlight_for(self, unit_ids) -> pd.DataFrame:
+        """Points of ``unit_ids`` in time order (the last result is kept)."""
+        key = tuple(unit_ids)
+        if key != self._highlight_key:
+            sorting = self.session.sorting
+            if key:
+                positions = np.sort(np.concatenate([sorting.spike_indices(u) for u in key]))
+            else:
+                positions = np.zeros(0, dtype=np.int64)
+            self._highlight_frame = self._data.frame.iloc[positions]
+            self._highlight_key = key
+        return self._highlight_frame
+
+    def _info_html(self) -> str:
+        units = self.selection.unit_ids
+        sorting = self.session.sorting
+        n = self._data.num_rows
+        if n == 0:
+            return "<span class='spikeviz-selected'>No units in this sorting.</span>"
+        if not units:
+            what = "Selected: none"
+            hint = " &mdash; tap a unit in the raster or a row in the table"
+        else:
+            counts = sorting.spike_counts()
+            spikes = int(sum(int(counts.loc[u]) for u in units))
+            shown = ", ".join(html.escape(str(u)) for u in units[:12])
+            more = f" and {len(units) - 12} more" if len(units) > 12 else ""
+            noun = "unit" if len(units) == 1 else f"{len(units)} units:"
+            what = f"Selected: {noun} {shown}{more}"
+            hint = f" &middot; {_format_count(spikes)}"
+            if len(units) == 1:
+                depth = self._data.depths_um[sorting.unit_index_of(units[0])]
+                if np.isfinite(depth):
+                    hint += f" &middot; depth {depth:.0f} µm"
+        order = "by depth" if self.order == "depth" else "by unit id"
+        return (f"<span class='spikeviz-selected'><b>{what}</b>{hint}</span>"
+                f"<span style='float:right;color:#666'>{n} units {order} &middot; "
+                f"{_format_count(sorting.num_spikes)}</span>")
+
+    def _on_units(self, event) -> None:
+        self._info.object = self._info_html()
+        # the Params stream re-renders the highlight and the bands
+
+    def _on_window(self, event) -> None:
+        start, end = self._x_default()
+        for x_range in list(self._x_ranges):
+            x_range.update(start=start, end=end)
+        self._range.event(x_range=(start, end))
+
+    def _on_tap(self, x=None, y=None, **_) -> None:
+        if x is None or y is None:
+            return
+        unit = self.unit_at(y)
+        self.selection.unit_ids = [] if unit is None else [unit]
+
+    def _on_box(self, bounds=None, **_) -> None:
+        if bounds is None:
+            return
+        x0, y0, x1, y1 = bounds
+        x0, x1 = sorted((x0, x1))
+        y0, y1 = sorted((y0, y1))
+        n = self._data.num_rows
+        first = max(0, int(np.floor(y0 - 0.5)) + 1)
+        last = min(n - 1, int(np.ceil(y1 + 0.5)) - 1)
+        sorting = self.session.sorting
+        units = [u for u in self._data.row_unit_ids[first:last + 1]
+                 if sorting.spike_train_s(u, x0, np.nextafter(x1, np.inf)).size]
+        self.selection.unit_ids = units
