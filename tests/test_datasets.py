@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import spikeviz as sv
 from spikeviz import datasets
 from spikeviz.errors import InputError
 from spikeviz.io.npz import read_sorting
@@ -94,7 +95,8 @@ def test_dat_size_params_and_files(gt, folders):
     for node in ast.parse((a / "params.py").read_text()).body:
         params[node.targets[0].id] = ast.literal_eval(node.value)
     assert params == {"dat_path": "recording.dat", "n_channels_dat": 32, "dtype": "int16",
-                      "offset": 0, "sample_rate": 30000.0, "hp_filtered": False}
+                      "offset": 0, "sample_rate": 30000.0, "hp_filtered": False,
+                      "gain_to_uv": 0.195}
     assert np.load(a / "spike_times.npy").dtype == np.uint64
     for name in ("spike_clusters.npy", "spike_templates.npy", "channel_map.npy"):
         assert np.load(a / name).dtype == np.int32
@@ -105,6 +107,21 @@ def test_dat_size_params_and_files(gt, folders):
     assert truth["seed"] == 3 and truth["gain_to_uv"] == pytest.approx(0.195)
     assert truth["generator_version"] == datasets.GENERATOR_VERSION
     assert datasets.is_complete(a, truth["parameters"])
+
+
+def test_loaded_folder_gives_the_true_traces_in_uv(gt, folders):
+    rec = sv.load(folders[0]).recording
+    assert rec.gain_known
+    np.testing.assert_allclose(rec.gains_to_uv, gt.gain_to_uv)
+    step = gt.gain_to_uv  # µV per int16 step: rounding to int16 errs by at most half of it
+    for start, stop in ((0, 3000), (150_000, 153_000), (gt.num_samples - 500, gt.num_samples)):
+        expected = gt.traces_uv(start, stop)
+        got = rec.traces(start, stop)
+        assert got.shape == expected.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=0, atol=step)
+        assert np.abs(got - expected).max() > 0  # quantised, not the float µV themselves
+    np.testing.assert_allclose(rec.traces(2000, 2600, channel_ids=[7, 0]),
+                               gt.traces_uv(2000, 2600)[:, [7, 0]], rtol=0, atol=step)
 
 
 def test_ground_truth_npz_holds_the_generated_trains(gt, folders):
@@ -338,7 +355,7 @@ def test_demo_session_loads(tmp_path, monkeypatch):
     session = datasets.demo_session(**DEMO)
     truth = datasets.read_ground_truth(datasets.demo_folder(**DEMO))
     assert session.sorting.num_units == len(truth["clusters"])
-    assert session.recording is not None
+    assert session.recording is not None and session.recording.gain_known
     np.testing.assert_allclose(session.recording.gains_to_uv, 0.195)
     assert session.recording.num_samples == truth["num_samples"]
 
@@ -410,6 +427,11 @@ def test_phy_write_into_existing_folder_and_overwrite(tmp_path):
     ({"params": {"offset": -4}}, "offset"),
     ({"params": {"meta": object()}}, "params.meta"),
     ({"params": {"n_channels_dat": "64"}}, "n_channels_dat"),
+    ({"params": {"gain_to_uv": 0.0}}, "gain_to_uv"),
+    ({"params": {"gain_to_uv": "0.195"}}, "gain_to_uv"),
+    ({"params": {"gain_to_uv": True}}, "gain_to_uv"),
+    ({"params": {"gain_to_uv": float("nan")}}, "gain_to_uv"),
+    ({"params": {"n_channels_dat": 3, "gain_to_uv": [0.195, 0.195]}}, "one gain per channel"),
     ({"sampling_frequency": 0}, "sampling_frequency"),
 ])
 def test_phy_write_rejects_bad_input(tmp_path, kwargs, field):
@@ -420,6 +442,19 @@ def test_phy_write_rejects_bad_input(tmp_path, kwargs, field):
         write_phy_folder(tmp_path / "out", **args)
     assert not (tmp_path / "out").exists()
     assert not os.listdir(tmp_path)
+
+
+def test_phy_write_gain_to_uv_reads_back(tmp_path):
+    from spikeviz.io.phy import parse_params
+
+    times, clusters, _ = _small_sorting()
+    gains = np.array([0.195, 0.2, 0.25, 2.34375])
+    out = write_phy_folder(tmp_path / "phy", times, clusters, 30000.0,
+                           params={"n_channels_dat": 4, "gain_to_uv": gains})
+    assert parse_params(out / "params.py")["gain_to_uv"] == gains.tolist()
+    one = write_phy_folder(tmp_path / "one", times, clusters, 30000.0,
+                           params={"n_channels_dat": 4, "gain_to_uv": np.float32(0.5)})
+    assert "gain_to_uv = 0.5\n" in (one / "params.py").read_text()
 
 
 def test_phylib_and_spikeinterface_open_the_folder(folders, tmp_path):

@@ -13,7 +13,9 @@ Files and dtypes follow KiloSort's output:
 ``channel_positions.npy``   float64 (channels, 2): x/y in µm
 ``cluster_group.tsv``       ``cluster_id<TAB>group`` with group good / mua / noise / unsorted
 ``params.py``               ``dat_path``, ``n_channels_dat``, ``dtype``, ``offset``,
-                            ``sample_rate`` (Hz), ``hp_filtered`` as Python literals
+                            ``sample_rate`` (Hz), ``hp_filtered`` as Python literals;
+                            optionally ``gain_to_uv`` (µV per stored unit of the raw
+                            file: a spikeviz extension that phy and SpikeInterface ignore)
 ==========================  ============================================================
 
 Optional arrays are written only when given (``spike_templates`` defaults to the clusters,
@@ -184,7 +186,33 @@ def _make_params(params: Mapping | None, sampling_frequency: float, num_channels
     if not isinstance(out["hp_filtered"], bool | np.bool_):
         raise InputError(f"must be True or False, got {out['hp_filtered']!r}",
                          field="params.hp_filtered")
+    if "gain_to_uv" in out:
+        out["gain_to_uv"] = _gain_to_uv(out["gain_to_uv"], out.get("n_channels_dat"))
     return {key: _literal(value, key) for key, value in out.items()}
+
+
+def _gain_to_uv(gain, num_channels: int | None):
+    """µV per stored unit of the raw file: a positive number, or one per channel."""
+    def positive(value) -> float:
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+            raise InputError(f"must be a number of µV per stored unit, got {value!r}",
+                             field="params.gain_to_uv")
+        value = float(value)
+        if not np.isfinite(value) or value <= 0:
+            raise InputError(f"must be a positive number of µV per stored unit, got {value}",
+                             field="params.gain_to_uv")
+        return value
+
+    if isinstance(gain, np.ndarray):
+        gain = gain.tolist()
+    if not isinstance(gain, list | tuple):
+        return positive(gain)
+    if num_channels is None:
+        raise InputError("one gain per channel needs n_channels_dat", field="params.gain_to_uv")
+    if len(gain) != num_channels:
+        raise InputError(f"expected one gain per channel of the raw file ({num_channels}), got "
+                         f"{len(gain)}", field="params.gain_to_uv")
+    return [positive(g) for g in gain]
 
 
 def params_text(params: Mapping) -> str:
@@ -260,8 +288,10 @@ def write_phy_folder(folder: str | Path, sample_index, spike_clusters,
     (channels, 2) µm. ``channel_map``: row of each channel in the raw file (default
     ``0..channels-1``). ``cluster_groups``: ``{cluster_id: 'good'|'mua'|'noise'|'unsorted'}``.
     ``params``: params.py entries (``dat_path`` — written relative when inside ``folder`` —,
-    ``n_channels_dat``, ``dtype``, ``offset`` bytes, ``sample_rate`` Hz, ``hp_filtered``);
-    ``sample_rate`` defaults to ``sampling_frequency`` and must equal it when given.
+    ``n_channels_dat``, ``dtype``, ``offset`` bytes, ``sample_rate`` Hz, ``hp_filtered``, and
+    optionally ``gain_to_uv``, µV per stored unit of the raw file, a positive number or one per
+    channel, which :mod:`spikeviz.io.phy` reads); ``sample_rate`` defaults to
+    ``sampling_frequency`` and must equal it when given. Other keys are written as given.
 
     InputError on inconsistent input, before anything is written.
     """
