@@ -23,6 +23,7 @@ class InputError(SpikevizError, ValueError):
     def __init__(self, message: str, path: str | Path | None = None, field: str | None = None):
         self.path = None if path is None else Path(path)
         self.field = field
+        self.message = message
         where = []
         if path is not None:
             where.append(str(path))
@@ -30,3 +31,7 @@ class InputError(SpikevizError, ValueError):
             where.append(f"field {field!r}")
         prefix = ": ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+    def at(self, path: str | Path) -> InputError:
+        """The same error, said of ``path`` (for in-memory checks on data read from a file)."""
+        return InputError(self.message, path=path, field=self.field)

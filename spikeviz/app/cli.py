@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from ..errors import SpikevizError
 
@@ -44,7 +45,7 @@ def _load(args):
 
 
 def _hms(seconds: float) -> str:
-    minutes, s = divmod(seconds, 60.0)
+    minutes, s = divmod(round(seconds, 1), 60.0)
     h, m = divmod(int(minutes), 60)
     return f"{h}:{m:02d}:{s:04.1f}"
 
@@ -144,11 +145,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"spikeviz: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = warnings.showwarning
+    if not args.debug:
+        warnings.showwarning = _show_warning  # one readable line per warning
     try:
         return args.func(args)
+    except MemoryError:
+        if args.debug:
+            raise
+        print("spikeviz: error: not enough memory for this request (a shorter duration or "
+              "fewer channels/units?)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (SpikevizError, KeyError, FileNotFoundError) as err:
         if args.debug:
             raise
@@ -163,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spikeviz: unexpected error ({type(err).__name__}): {err} "
               f"(run with --debug for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import hashlib
 import inspect
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,6 +63,9 @@ def generate_to_folder(folder: str | Path, duration_s: float = 60.0, num_channel
                   seed=seed, **kwargs)
     if not folder.parent.is_dir():
         raise InputError("the destination's parent folder does not exist", path=folder.parent)
+    if overwrite and folder.exists() and not (folder / MANIFEST).is_file():
+        raise InputError("exists and was not written by spikeviz generate (no manifest.json); "
+                         "refusing to replace it", path=folder)
     with atomic_folder(folder, overwrite=overwrite) as tmp:
         with open(tmp / "recording.dat", "wb") as f:
             for start, block in gt._renderer.chunks():
@@ -160,6 +164,8 @@ def demo_folder(seed: int = 0, duration_s: float = 60.0, num_channels: int = 64,
     except OSError as err:
         raise InputError(f"cannot create the data folder ({err.strerror}); set "
                          f"SPIKEVIZ_DATA_DIR to a writable folder", path=base) from None
+    if folder.exists() and not (folder / MANIFEST).is_file():
+        shutil.rmtree(folder)  # our own cache entry (demo-<hash>), left incomplete
     try:
         generate_to_folder(folder, overwrite=folder.exists(), **parameters)
     except (InputError, OSError):

@@ -39,6 +39,9 @@ def detect_format(path: str | Path) -> str:
     for name in READERS:
         if reader(name).sniff(path):
             return name
+    if path.suffix == ".meta":
+        raise InputError("a SpikeGLX .meta without its .bin beside it (expected "
+                         f"{path.with_suffix('.bin').name})", path=path)
     raise InputError("not a format spikeviz reads (expected a Phy/KiloSort folder, a "
                      "SpikeInterface .npz sorting, a SpikeGLX .bin/.meta pair or a raw "
                      ".dat/.bin/.raw file)", path=path)
@@ -60,14 +63,28 @@ def load(path: str | Path, sampling_frequency: float | None = None,
 
     ``sampling_frequency`` (Hz) is needed where the files do not say it (a Phy folder without
     params.py, raw binary). ``recording`` overrides any recording the source points to; a path
-    is opened with :func:`read_recording`. Extra keyword arguments go to the reader.
+    is opened with :func:`read_recording` (with ``sampling_frequency``, else the sorting's
+    rate, and the raw-layout keywords ``num_channels``, ``dtype``, ``offset``,
+    ``gain_to_uv``). Other keyword arguments go to the sorting's reader.
     """
     path = Path(path)
     name = format or detect_format(path)
-    session = reader(name).read_session(path, sampling_frequency=sampling_frequency, **kwargs)
-    if recording is not None:
-        if not isinstance(recording, Recording):
-            recording = read_recording(recording)
-        session = Session(session.sorting, recording=recording, source=session.source,
-                          format=session.format, results=session.results)
-    return session
+    module = reader(name)
+    if recording is None:
+        return module.read_session(path, sampling_frequency=sampling_frequency, **kwargs)
+    raw_layout = {k: kwargs.pop(k) for k in _RAW_LAYOUT if k in kwargs}
+    session = module.read_session(path, sampling_frequency=sampling_frequency,
+                                  load_recording=False, **kwargs)
+    if not isinstance(recording, Recording):
+        recording = read_recording(
+            recording, sampling_frequency=sampling_frequency or
+            session.sorting.sampling_frequency, **raw_layout)
+    attach = getattr(module, "with_recording", None)
+    if attach is not None:
+        return attach(session, recording)
+    return Session(session.sorting, recording=recording, source=session.source,
+                   format=session.format, results=session.results)
+
+
+# Keywords that describe a raw recording's layout rather than a sorting.
+_RAW_LAYOUT = ("num_channels", "dtype", "offset", "gain_to_uv", "offset_to_uv")

@@ -15,9 +15,16 @@ from pathlib import Path
 from ..errors import InputError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _check_target(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise InputError("already exists; pass overwrite=True to replace it", path=path)
+        raise InputError("already exists; pass overwrite=True (--overwrite) to replace it",
+                         path=path)
     if not path.parent.is_dir():
         raise InputError("the destination folder does not exist", path=path.parent)
     if not os.access(path.parent, os.W_OK):
@@ -37,6 +44,7 @@ def atomic_file(path: str | Path, overwrite: bool = False, suffix: str = "") -> 
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -50,6 +58,11 @@ def atomic_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        mask = _umask()
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700
+        for inner in tmp.rglob("*"):
+            if inner.is_file() and inner.stat().st_mode & 0o777 == 0o600:
+                os.chmod(inner, 0o666 & ~mask)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)

@@ -32,6 +32,9 @@ def memmap_traces(path: Path, num_channels: int, dtype, offset: int = 0,
         dtype = np.dtype(dtype)
     except TypeError:
         raise InputError(f"unknown dtype {dtype!r}", path=path, field="dtype") from None
+    if dtype.kind not in "iuf" or dtype.itemsize > 8:
+        raise InputError(f"samples must be integers or floats (e.g. int16, float32), not "
+                         f"{dtype}", path=path, field="dtype")
     if not path.is_file():
         raise InputError("raw data file not found", path=path)
     if int(num_channels) <= 0:

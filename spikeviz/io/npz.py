@@ -7,6 +7,7 @@ spike). Read with ``allow_pickle=False``: object arrays are refused, never unpic
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -36,18 +37,32 @@ def _get(npz, path: Path, key: str) -> np.ndarray:
                          path=path, field=key) from None
 
 
+def _scalar(values: np.ndarray, path: Path, key: str, kind):
+    values = values.reshape(-1)
+    if values.size != 1 or values.dtype.kind not in "iuf":
+        raise InputError(f"expected one number, got {values.size} values of dtype "
+                         f"{values.dtype}", path=path, field=key)
+    value = kind(values[0])
+    if not np.isfinite(value) or value <= 0:
+        raise InputError(f"expected a positive number, got {value}", path=path, field=key)
+    return value
+
+
 def read_sorting(path: Path, sampling_frequency: float | None = None,
                  segment_index: int = 0) -> Sorting:
     """One segment of an NPZ sorting (the first by default)."""
     path = Path(path)
     try:
         npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise InputError(f"not a readable .npz archive ({err})", path=path) from None
     with npz:
         unit_ids = _get(npz, path, "unit_ids")
-        num_segments = int(_get(npz, path, "num_segment").reshape(-1)[0])
-        fs = float(_get(npz, path, "sampling_frequency").reshape(-1)[0])
+        num_segments = _scalar(_get(npz, path, "num_segment"), path, "num_segment", int)
+        fs = _scalar(_get(npz, path, "sampling_frequency"), path, "sampling_frequency", float)
+        if num_segments > 1 and segment_index == 0:
+            warnings.warn(f"{path}: the file has {num_segments} segments; only segment 0 is "
+                          f"opened (pass segment_index= for another)", stacklevel=3)
         if not 0 <= segment_index < num_segments:
             raise InputError(f"segment {segment_index} requested but the file has "
                              f"{num_segments}", path=path, field="num_segment")
@@ -62,7 +77,7 @@ def read_sorting(path: Path, sampling_frequency: float | None = None,
     try:
         return Sorting.from_unit_ids(times, labels, fs, unit_ids=unit_ids, source=str(path))
     except InputError as err:
-        raise InputError(str(err), path=path, field=err.field) from None
+        raise err.at(path) from None
 
 
 def read_session(path: Path, sampling_frequency: float | None = None,

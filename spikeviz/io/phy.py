@@ -101,15 +101,9 @@ def _spike_times(path: Path) -> np.ndarray:
     times = _integer_vector(path, "spike times in samples")
     if times.dtype.kind == "u" and times.size and int(times.max()) > np.iinfo(np.int64).max:
         raise InputError("spike time exceeds the int64 range", path=path)
-    times = times.astype(np.int64)
+    times = times.astype(np.int64, copy=False)  # an int64 file stays memory-mapped
     if times.size and int(times.min()) < 0:
         raise InputError(f"negative spike time {int(times.min())}", path=path)
-    from ..compute.spikes import first_unsorted
-
-    bad = first_unsorted(times)
-    if bad >= 0:
-        raise InputError(f"spike times must be sorted; spike {bad} (sample {times[bad]}) comes "
-                         f"before spike {bad - 1} (sample {times[bad - 1]})", path=path)
     return times
 
 
@@ -136,7 +130,7 @@ def _read_tsv(path: Path) -> pd.DataFrame:
         raise InputError(f"no 'cluster_id' column (columns are {list(table.columns)})",
                          path=path, field="cluster_id")
     ids = pd.to_numeric(table[id_column], errors="coerce")
-    if ids.isna().any() or (ids % 1 != 0).any() or (ids < 0).any():
+    if ids.isna().any() or (ids.mod(1) != 0).any() or (ids < 0).any():
         raise InputError("cluster ids must be non-negative integers", path=path,
                          field=id_column)
     if ids.duplicated().any():
@@ -209,7 +203,7 @@ def _templates(folder: Path, channel_map: np.ndarray | None, fs: float) -> Templ
         return Templates(data, np.arange(data.shape[0]), channel_map,
                          sparse_channel_indices=sparse, sampling_frequency=fs, units="whitened")
     except InputError as err:
-        raise InputError(str(err), path=path, field=err.field) from None
+        raise err.at(path) from None
 
 
 # -- recording --------------------------------------------------------------------------------
@@ -230,37 +224,89 @@ def _dat_file(folder: Path, dat_path) -> Path | None:
     return local if local.is_file() else None
 
 
-def _recording(folder: Path, params: dict, fs: float, channel_map, positions,
-               gain_to_uv=None) -> Recording | None:
+def _params_number(params: dict, key: str, path: Path, kind=float, default=None):
+    value = params.get(key, default)
+    if value is None:
+        return None
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value) or value < 0 or (kind is int and value != int(value)):
+        raise InputError(f"expected a {'whole ' if kind is int else ''}non-negative number, "
+                         f"got {value!r}", path=path, field=key)
+    return kind(value)
+
+
+def _params_gain(params: dict, path: Path):
+    gain = params.get("gain_to_uv")
+    if gain is None:
+        return None
+    values = np.atleast_1d(np.asarray(gain, dtype=object))
+    if not all(isinstance(g, int | float) and not isinstance(g, bool) and np.isfinite(g)
+               and g > 0 for g in values):
+        raise InputError(f"expected a positive number of µV per stored unit (or one per "
+                         f"channel), got {gain!r}", path=path, field="gain_to_uv")
+    return gain
+
+
+def _open_dat(folder: Path, params: dict, fs: float, gain_to_uv) -> Recording | None:
+    """The raw recording params.py points to, or None (with a warning) when it is absent."""
+    params_path = folder / "params.py"
     dat = _dat_file(folder, params.get("dat_path"))
     if dat is None:
+        if params.get("dat_path"):
+            warnings.warn(f"{params_path}: raw data {params['dat_path']!r} not found; opening "
+                          f"the sorting without its recording", stacklevel=3)
         return None
-    params_path = folder / "params.py"
     if dat.with_suffix(".meta").is_file():
         from . import spikeglx
 
         recording = spikeglx.read_recording(dat)
     else:
-        if "n_channels_dat" not in params:
-            raise InputError("dat_path is set but n_channels_dat is missing", path=params_path,
-                             field="n_channels_dat")
+        num_channels = _params_number(params, "n_channels_dat", params_path, int)
+        if not num_channels:
+            raise InputError("dat_path is set but n_channels_dat is missing or 0",
+                             path=params_path, field="n_channels_dat")
         if gain_to_uv is None:
-            gain_to_uv = params.get("gain_to_uv")
+            gain_to_uv = _params_gain(params, params_path)
         recording = binary.read_recording(
-            dat, sampling_frequency=fs, num_channels=int(params["n_channels_dat"]),
-            dtype=params.get("dtype", "int16"), offset=int(params.get("offset", 0)),
-            gain_to_uv=1.0 if gain_to_uv is None else gain_to_uv)
-        recording.gain_known = gain_to_uv is not None
-        if positions is not None:
-            if channel_map.max() >= recording.num_channels:
-                raise InputError(f"channel_map.npy refers to channel {int(channel_map.max())} "
-                                 f"but the recording has {recording.num_channels}",
-                                 path=folder / "channel_map.npy")
-            locations = np.full((recording.num_channels, 2), np.nan)
-            locations[channel_map] = positions
-            recording.channel_locations_um = locations
+            dat, sampling_frequency=fs, num_channels=num_channels,
+            dtype=params.get("dtype", "int16"),
+            offset=_params_number(params, "offset", params_path, int, default=0),
+            gain_to_uv=gain_to_uv)
     recording.is_filtered = bool(params.get("hp_filtered", False))
     return recording
+
+
+def with_recording(session: Session, recording: Recording) -> Session:
+    """``session`` (read without its recording) paired with ``recording``.
+
+    Phy's channel_map.npy holds column positions in the raw file: the session's channel ids
+    become the recording's ids of those columns (they differ when SpikeGLX saved a subset of
+    channels), and positions from channel_positions.npy fill the recording's geometry when it
+    has none.
+    """
+    columns = session.channel_ids
+    if columns is None:
+        return Session(session.sorting, recording=recording, source=session.source,
+                       format=session.format, results=session.results)
+    columns = np.asarray(columns, dtype=np.int64)
+    if columns.size and (columns.max() >= recording.num_channels or columns.min() < 0):
+        raise InputError(f"channel_map.npy refers to channel {int(columns.max())} but the "
+                         f"recording {recording.source or ''} has {recording.num_channels} "
+                         f"channels: the recording does not belong to this sorting",
+                         path=Path(session.source) / "channel_map.npy")
+    positions = session.channel_locations_um
+    if recording.channel_locations_um is None and positions is not None:
+        locations = np.full((recording.num_channels, 2), np.nan)
+        locations[columns] = positions
+        recording.channel_locations_um = locations
+    channel_ids = np.asarray(recording.channel_ids)[columns]
+    results = dict(session.results)
+    templates = results.get("kilosort_templates")
+    if templates is not None:
+        templates.channel_ids = channel_ids
+    return Session(session.sorting, recording=recording, source=session.source,
+                   format=session.format, channel_ids=channel_ids,
+                   channel_locations_um=positions, results=results)
 
 
 def read_session(folder: Path, sampling_frequency: float | None = None,
@@ -278,19 +324,19 @@ def read_session(folder: Path, sampling_frequency: float | None = None,
         raise InputError("not a folder; a Phy/KiloSort output folder was expected", path=folder)
     params_path = folder / "params.py"
     params = parse_params(params_path) if params_path.is_file() else {}
-    file_rate = params.get("sample_rate")
+    file_rate = _params_number(params, "sample_rate", params_path)
+    if file_rate == 0:
+        raise InputError("sample_rate must be positive (Hz)", path=params_path,
+                         field="sample_rate")
     if sampling_frequency is None and file_rate is None:
         where = "params.py has no sample_rate" if params_path.is_file() else "there is no params.py"
         raise InputError(f"{where}, so the sampling rate is unknown: pass "
                          f"sampling_frequency= (--sampling-frequency on the command line; Hz, "
                          f"e.g. 30000 for Neuropixels)", path=folder, field="sample_rate")
-    if file_rate is not None and not isinstance(file_rate, int | float):
-        raise InputError(f"sample_rate must be a number, got {file_rate!r}", path=params_path,
-                         field="sample_rate")
     fs = float(sampling_frequency if sampling_frequency is not None else file_rate)
     if sampling_frequency is not None and file_rate is not None and \
-            abs(float(file_rate) - fs) > 1e-9 * fs:
-        warnings.warn(f"{params_path}: sample_rate {file_rate} overridden by "
+            abs(file_rate - fs) > 1e-9 * fs:
+        warnings.warn(f"{params_path}: sample_rate {file_rate:g} overridden by "
                       f"sampling_frequency={fs:g}", stacklevel=2)
 
     times_path = folder / "spike_times.npy"
@@ -315,23 +361,18 @@ def read_session(folder: Path, sampling_frequency: float | None = None,
                              f"{times.size:,} spikes", path=amplitudes_path)
         spike_properties["amplitudes"] = amplitudes
 
-    from ..compute.spikes import ids_to_indices
-
-    unit_ids, unit_index = ids_to_indices(clusters)
-    unit_ids = unit_ids.astype(np.int64)
-    unit_table = read_unit_table(folder, unit_ids)
+    try:
+        sorting = Sorting.from_unit_ids(times, clusters, fs, spike_properties=spike_properties,
+                                        sort=False, source=str(folder))
+    except InputError as err:
+        raise err.at(times_path) from None
+    sorting = sorting.with_unit_table(read_unit_table(folder, sorting.unit_ids))
     channel_map, positions = _channels(folder)
-    recording = _recording(folder, params, fs, channel_map, positions, gain_to_uv) \
-        if load_recording else None
-    sorting = Sorting(times, unit_index, fs, unit_ids=unit_ids, unit_table=unit_table,
-                      spike_properties=spike_properties, sort=False, source=str(folder))
     results = {}
     templates = _templates(folder, channel_map, fs)
     if templates is not None:
         results["kilosort_templates"] = templates
-    channel_ids = channel_map if channel_map is not None else (
-        recording.channel_ids if recording is not None else None)
-    locations = positions if positions is not None else (
-        recording.channel_locations_um if recording is not None else None)
-    return Session(sorting, recording=recording, source=str(folder), format=FORMAT,
-                   channel_ids=channel_ids, channel_locations_um=locations, results=results)
+    session = Session(sorting, source=str(folder), format=FORMAT, channel_ids=channel_map,
+                      channel_locations_um=positions, results=results)
+    recording = _open_dat(folder, params, fs, gain_to_uv) if load_recording else None
+    return session if recording is None else with_recording(session, recording)

@@ -7,6 +7,8 @@ requested window is ever read.
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import param
 
@@ -136,8 +138,16 @@ class Recording(param.Parameterized):
         only that window from the backend.
         """
         n = self.num_samples
-        end_sample = n if end_sample is None else int(end_sample)
-        start_sample = int(start_sample)
+        try:
+            start_sample = operator.index(start_sample)
+            end_sample = n if end_sample is None else operator.index(end_sample)
+        except TypeError:
+            raise InputError(f"start_sample and end_sample must be integers (samples), got "
+                             f"{start_sample!r} and {end_sample!r}", field="traces") from None
+        if channel_ids is not None and (isinstance(channel_ids, str | bytes)
+                                        or np.ndim(channel_ids) != 1):
+            raise InputError(f"channel_ids must be a list of channel ids, got {channel_ids!r}",
+                             field="channel_ids")
         if not 0 <= start_sample <= end_sample <= n:
             raise InputError(f"window [{start_sample}, {end_sample}) is outside the recording's "
                              f"[0, {n}) samples", path=self.source or None, field="traces")

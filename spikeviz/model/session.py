@@ -49,8 +49,8 @@ class Session(param.Parameterized):
                                  f"{int(sorting.sample_index[-1])} but the recording has only "
                                  f"{recording.num_samples} samples",
                                  path=recording.source or None, field="num_samples")
-            if sorting.num_samples is None:
-                sorting.num_samples = recording.num_samples
+            if sorting.num_samples != recording.num_samples:
+                sorting = sorting.with_num_samples(recording.num_samples)
             params.setdefault("channel_ids", recording.channel_ids)
             params.setdefault("channel_locations_um", recording.channel_locations_um)
         super().__init__(sorting=sorting, recording=recording, **params)

@@ -27,6 +27,8 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 
 def _as_sample_index(sample_index, field: str = "sample_index") -> np.ndarray:
     sample_index = np.asarray(sample_index)
+    if sample_index.size == 0 and sample_index.ndim <= 2:
+        return np.zeros(0, dtype=np.int64)
     if sample_index.ndim == 2 and sample_index.shape[1] == 1:
         sample_index = sample_index[:, 0]
     if sample_index.ndim != 1:
@@ -45,6 +47,12 @@ def _as_sample_index(sample_index, field: str = "sample_index") -> np.ndarray:
 
 
 def _normalise_unit_ids(unit_ids) -> np.ndarray:
+    if isinstance(unit_ids, list | tuple):
+        kinds = {str if isinstance(u, str | np.str_) else int if isinstance(u, int | np.integer)
+                 and not isinstance(u, bool | np.bool_) else type(u) for u in unit_ids}
+        if len(kinds) > 1 or not kinds <= {int, str}:
+            raise InputError(f"unit_ids must be all integers or all strings, got "
+                             f"{sorted(k.__name__ for k in kinds)}", field="unit_ids")
     unit_ids = np.asarray(unit_ids)
     if unit_ids.ndim != 1:
         raise InputError(f"unit_ids must be 1-D, got shape {unit_ids.shape}", field="unit_ids")
@@ -57,6 +65,9 @@ def _normalise_unit_ids(unit_ids) -> np.ndarray:
         else:
             raise InputError("unit_ids must be all integers or all strings", field="unit_ids")
     elif unit_ids.dtype.kind in "iu":
+        if unit_ids.dtype.kind == "u" and unit_ids.size and \
+                int(unit_ids.max()) > np.iinfo(np.int64).max:
+            raise InputError("unit id exceeds the int64 range", field="unit_ids")
         unit_ids = unit_ids.astype(np.int64, copy=False)
     elif unit_ids.dtype.kind != "U":
         raise InputError(f"unit_ids must be integers or strings, got dtype {unit_ids.dtype}",
@@ -76,11 +87,13 @@ class Sorting(param.Parameterized):
     sampling_frequency = param.Number(default=None, allow_None=True, bounds=(0, None),
                                       inclusive_bounds=(False, True), constant=True,
                                       doc="Sampling frequency of the sample indices, Hz.")
-    num_samples = param.Integer(default=None, allow_None=True, bounds=(0, None), doc="""
+    num_samples = param.Integer(default=None, allow_None=True, bounds=(0, None), constant=True,
+                                doc="""
         Length of the recording the spikes come from, in samples, when known. Sets
         duration_s; otherwise the duration ends at the last spike.""")
-    unit_table = param.DataFrame(default=None, allow_None=True, doc="""
-        One row per unit, indexed by unit_id (same order as unit_ids): labels and properties.""")
+    unit_table = param.DataFrame(default=None, allow_None=True, constant=True, doc="""
+        One row per unit, indexed by unit_id (same order as unit_ids): labels and properties.
+        Constant: :meth:`with_unit_table` gives a Sorting with another table.""")
     source = param.String(default="", doc="Where the sorting was read from, if anywhere.")
 
     def __init__(self, sample_index, unit_index, sampling_frequency, unit_ids=None,
@@ -93,6 +106,8 @@ class Sorting(param.Parameterized):
                              f"{sampling_frequency}", field="sampling_frequency")
         sample_index = _as_sample_index(sample_index)
         unit_index = np.asarray(unit_index)
+        if unit_index.size == 0 and unit_index.ndim <= 2:
+            unit_index = np.zeros(0, dtype=np.int32)
         if unit_index.ndim == 2 and unit_index.shape[1] == 1:
             unit_index = unit_index[:, 0]
         if unit_index.shape != sample_index.shape:
@@ -201,6 +216,8 @@ class Sorting(param.Parameterized):
 
     @staticmethod
     def _key(unit_id):
+        if isinstance(unit_id, bool | np.bool_ | float | np.floating):
+            return None  # ids are integers or strings: 2.0 or True name no unit
         if isinstance(unit_id, np.integer):
             return int(unit_id)
         if isinstance(unit_id, np.str_):
@@ -259,8 +276,11 @@ class Sorting(param.Parameterized):
 
     def unit_index_of(self, unit_id) -> int:
         """Position of ``unit_id`` in ``unit_ids``; KeyError naming the id if absent."""
+        key = self._key(unit_id)
         try:
-            return self._position[self._key(unit_id)]
+            if key is None:
+                raise KeyError(unit_id)
+            return self._position[key]
         except (KeyError, TypeError):
             raise KeyError(f"no unit with id {unit_id!r} (type {type(unit_id).__name__}); "
                            f"unit ids are {self._describe_ids()}") from None
@@ -305,12 +325,37 @@ class Sorting(param.Parameterized):
     def spike_train_s(self, unit_id, start_s: float | None = None,
                       end_s: float | None = None) -> np.ndarray:
         """Spike times of ``unit_id`` in seconds (float64), optionally in [start_s, end_s)."""
-        fs = self.sampling_frequency
-        start = None if start_s is None else int(np.ceil(start_s * fs))
-        end = None if end_s is None else int(np.ceil(end_s * fs))
-        return self.spike_train(unit_id, start, end) / fs
+        times_s = self.spike_train(unit_id) / self.sampling_frequency
+        lo = 0 if start_s is None else np.searchsorted(times_s, start_s, "left")
+        hi = times_s.size if end_s is None else np.searchsorted(times_s, end_s, "left")
+        return times_s[lo:hi]
 
     # -- derived sortings -------------------------------------------------------------------
+    def _replace(self, **params) -> Sorting:
+        """A Sorting sharing this one's (read-only) arrays, with other parameter values."""
+        new = Sorting.__new__(Sorting)
+        values = {name: getattr(self, name) for name in
+                  ("sampling_frequency", "num_samples", "unit_table", "source")}
+        values.update(params)
+        param.Parameterized.__init__(new, **values)
+        for name in ("_sample_index", "_unit_index", "_unit_ids", "_spike_properties",
+                     "_offsets", "_position", "_order", "_trains"):
+            setattr(new, name, getattr(self, name))
+        new._lock = threading.Lock()
+        return new
+
+    def with_num_samples(self, num_samples: int | None) -> Sorting:
+        """The same spikes with the recording length set to ``num_samples`` (shares arrays)."""
+        if num_samples is not None and self.num_spikes and \
+                int(self._sample_index[-1]) >= int(num_samples):
+            raise InputError(f"last spike at sample {int(self._sample_index[-1])} lies beyond "
+                             f"the recording's {int(num_samples)} samples", field="num_samples")
+        return self._replace(num_samples=None if num_samples is None else int(num_samples))
+
+    def with_unit_table(self, unit_table: pd.DataFrame) -> Sorting:
+        """The same spikes with another unit table (indexed by unit_id, in unit_ids order)."""
+        return self._replace(unit_table=self._make_table(np.asarray(self._unit_ids), unit_table))
+
     def select_units(self, unit_ids: Iterable) -> Sorting:
         """A new Sorting with only ``unit_ids``, in the given order (unit table rows kept)."""
         keep = [self.unit_index_of(u) for u in unit_ids]

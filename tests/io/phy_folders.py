@@ -52,7 +52,7 @@ def write_folder(folder: Path, rng, num_spikes=3000, num_units=6, num_channels=8
         traces.tofile(folder / "raw.dat")
     if params:
         (folder / "params.py").write_text(
-            f"dat_path = {'r' + repr('raw.dat') if dat else repr('missing.dat')}\n"
+            f"dat_path = {'r' + repr('raw.dat') if dat else repr('')}\n"
             f"n_channels_dat = {num_channels}\ndtype = 'int16'\noffset = 0\n"
             f"sample_rate = {fs!r}\nhp_filtered = True\n")
     return folder, times, ids

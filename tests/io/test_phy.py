@@ -44,7 +44,7 @@ def test_bombcell_matches_spikeinterface_and_phylib(tmp_path):
     si_ext = pytest.importorskip("spikeinterface.extractors")
     folder = copy_bombcell(tmp_path)
     (folder / "params.py").write_text(
-        "dat_path = 'none.dat'\nn_channels_dat = 385\ndtype = 'int16'\noffset = 0\n"
+        "dat_path = ''\nn_channels_dat = 385\ndtype = 'int16'\noffset = 0\n"
         "sample_rate = 30000.0\nhp_filtered = False\n")
     ours = sv.load(folder).sorting
     theirs = si_ext.read_phy(folder)
@@ -127,9 +127,13 @@ def test_dat_path_from_another_machine_is_found_by_name(tmp_path, rng):
     assert sv.load(folder).recording.source == str(folder / "raw.dat")
 
 
-def test_missing_dat_is_not_an_error(tmp_path, rng):
+def test_missing_dat_is_a_warning_not_an_error(tmp_path, rng):
     folder, _, _ = write_folder(tmp_path / "ks", rng)
-    assert sv.load(folder).recording is None
+    assert sv.load(folder).recording is None  # dat_path = '': nothing to say
+    text = (folder / "params.py").read_text().replace("dat_path = ''", "dat_path = 'gone.dat'")
+    (folder / "params.py").write_text(text)
+    with pytest.warns(UserWarning, match=r"params.py.*'gone.dat' not found"):
+        assert sv.load(folder).recording is None
 
 
 # -- params.py is parsed, never executed ------------------------------------------------------
