@@ -99,7 +99,7 @@ def test_spikeglx_subset_channel_ids_map_through_channel_map(tmp_path, rng):
 
 def test_npz_edge_cases(tmp_path):
     (tmp_path / "empty.npz").write_bytes(b"")
-    with pytest.raises(InputError, match="empty.npz"):
+    with pytest.raises(InputError, match=r"empty.npz"):
         sv.load(tmp_path / "empty.npz")
     np.savez(tmp_path / "noseg.npz", unit_ids=np.array([1]), num_segment=np.array([]),
              sampling_frequency=np.array([1.0]))
