@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 
 import panel as pn
 import param
@@ -35,10 +36,21 @@ _CSS = """
 
 
 def _duration(seconds: float) -> str:
-    minutes, s = divmod(seconds, 60.0)
-    h, m = divmod(int(minutes), 60)
-    clock = f"{h}:{m:02d}:{s:04.1f}" if h else f"{m}:{s:04.1f}"
-    return f"{seconds:,.1f} s ({clock})"
+    """"119.97" -> "120.0 s (2:00.0)": seconds and h:mm:ss.s, both to the displayed 0.1 s.
+
+    The value is rounded to tenths of a second first (in integers), then split, so the clock
+    never shows 60 seconds or 60 minutes.
+    """
+    if not math.isfinite(seconds):
+        return f"{seconds} s"
+    tenths = round(seconds * 10)
+    sign = "-" if tenths < 0 else ""
+    tenths = abs(tenths)
+    minutes, s10 = divmod(tenths, 600)
+    h, m = divmod(minutes, 60)
+    sec = f"{s10 // 10:02d}.{s10 % 10}"
+    clock = f"{h}:{m:02d}:{sec}" if h else f"{m}:{sec}"
+    return f"{sign}{tenths // 10:,}.{tenths % 10} s ({sign}{clock})"
 
 
 def summary_items(session: Session) -> list[tuple[str, str]]:

@@ -7,9 +7,10 @@ rows fit in the plot's pixel height every unit is exactly one image row (a band 
 a spike is drawn as a short vertical tick in its unit's band, as in a classic raster.
 
 Selected units (``Selection.unit_ids``) are drawn again on top in colour (also rasterized) over
-a tinted band. Hover names the unit under the pointer; a tap selects the unit of the tapped row
-and a box-select selects every unit with spikes in the box; both map rows to unit ids on the
-server, exactly. ``Selection.time_window_s`` zooms the time axis.
+a tinted band. Hover names the unit under the pointer and the spike count of the pixel (0 for
+an empty one); a tap selects the unit of the tapped row and a box-select selects every unit
+with spikes in the box; both map rows to unit ids on the server, exactly.
+``Selection.time_window_s`` zooms the time axis.
 
 The arrays behind the raster (float64 seconds computed once from the int64 samples, the row of
 every spike) are derived once per Session and shared, read-only, by every browser session.
@@ -31,10 +32,10 @@ import param
 from bokeh.models import BasicTicker, CustomJSHover, CustomJSTickFormatter
 from holoviews.operation.datashader import rasterize
 
+from ..model.depth import unit_depths_um
 from ..model.selection import Selection
 from ..model.session import Session
 from ..model.sorting import Sorting
-from ..model.waveforms import Templates
 
 
 def _ramp(start: str, end: str, n: int = 256) -> list[str]:
@@ -51,104 +52,26 @@ BASE_CMAP = _ramp("#c8c8c8", "#000000")
 HIGHLIGHT_CMAP = _ramp("#ffa040", "#a00000")
 BAND_COLOR = "#ffe08a"
 
-#: ``unit_table`` column with the depth of each unit (µm, same frame as the channel
-#: locations), or with its peak channel (a channel id of the session's probe).
-DEPTH_COLUMN = "depth_um"
-PEAK_CHANNEL_COLUMN = "peak_channel_id"
+#: Hover formatter (Bokeh CustomJSHover code, args ``source``: the image's data source) for the
+#: spike count of the pixel under the pointer. Empty pixels hold NaN in the image (so that they
+#: are transparent), as do the blank separator lines between tall unit rows, and Bokeh prints a
+#: NaN field as "NaN" without calling its formatter. So the count is read here from the pixel's
+#: ``$image_index`` (Bokeh's ImageIndex: image ``index``, column ``i``, row ``j``, ``flat_index``)
+#: and an empty pixel shows 0.
+SPIKE_COUNT_HOVER_CODE = """
+const ix = value;
+const column = source.data.image;
+if (ix == null || column == null || column[ix.index] == null) { return '0'; }
+const image = column[ix.index];
+const raw = Array.isArray(image[0]) ? image[ix.j][ix.i] : image[ix.flat_index];
+const n = Number(raw);
+return (raw != null && Number.isFinite(n)) ? Math.round(n).toLocaleString('en-US') : '0';
+"""
 
 
 def _ensure_bokeh_backend() -> None:
     if "bokeh" not in hv.Store.renderers:
         hv.renderer("bokeh")  # loads the backend without notebook side effects
-
-
-# -- unit depth ---------------------------------------------------------------------------------
-def _channel_depths_um(session: Session) -> dict | None:
-    """{channel id: y position (µm)} for the session's probe, or None without geometry."""
-    ids, locations = session.channel_ids, session.channel_locations_um
-    if ids is None or locations is None:
-        return None
-    locations = np.asarray(locations, dtype=np.float64)
-    ids = np.asarray(ids).tolist()
-    if locations.ndim != 2 or locations.shape[0] != len(ids) or locations.shape[1] < 2:
-        return None
-    return {Sorting._key(c): float(y) for c, y in zip(ids, locations[:, 1], strict=True)}
-
-
-def _depths_from_peak_channels(peak_channel_ids, channel_depths: dict) -> np.ndarray:
-    out = np.full(len(peak_channel_ids), np.nan)
-    for i, channel in enumerate(peak_channel_ids):
-        if channel is None or (isinstance(channel, float) and np.isnan(channel)):
-            continue
-        if isinstance(channel, float) and channel.is_integer():
-            channel = int(channel)  # a column with NaNs holds ints as floats
-        out[i] = channel_depths.get(Sorting._key(channel), np.nan)
-    return out
-
-
-def _templates_depths(session: Session, channel_depths: dict) -> np.ndarray | None:
-    """Depth of each unit's peak channel from templates in ``session.results``.
-
-    Templates computed per unit (their ``unit_ids`` cover every unit) are used directly;
-    KiloSort templates (one per template, not per curated unit) are used through the
-    ``template_index`` spike property: each unit takes the template most of its spikes have.
-    """
-    sorting = session.sorting
-    templates = [t for t in session.results.values() if isinstance(t, Templates)]
-    for tpl in templates:
-        peaks = tpl.peak_channel_indices()
-        channel_ids = np.asarray(tpl.channel_ids).tolist()
-        peak_ids = [channel_ids[p] if p >= 0 else None for p in peaks.tolist()]
-        position = {Sorting._key(u): i for i, u in enumerate(np.asarray(tpl.unit_ids).tolist())}
-        units = [Sorting._key(u) for u in sorting.unit_ids.tolist()]
-        if units and all(u in position for u in units):
-            return _depths_from_peak_channels([peak_ids[position[u]] for u in units],
-                                              channel_depths)
-        spike_template = sorting.spike_properties.get("template_index")
-        if spike_template is None or sorting.num_spikes == 0:
-            continue
-        spike_template = np.asarray(spike_template).astype(np.int64, copy=False)
-        n_templates = len(peak_ids)
-        if spike_template.min() < 0 or spike_template.max() >= n_templates:
-            continue
-        pair = sorting.unit_index.astype(np.int64) * n_templates + spike_template
-        counts = np.bincount(pair, minlength=sorting.num_units * n_templates)
-        counts = counts.reshape(sorting.num_units, n_templates)
-        dominant = counts.argmax(axis=1)
-        has_spikes = counts.sum(axis=1) > 0
-        depths = _depths_from_peak_channels([peak_ids[t] for t in dominant.tolist()],
-                                            channel_depths)
-        depths[~has_spikes] = np.nan
-        return depths
-    return None
-
-
-def unit_depths_um(session: Session) -> tuple[np.ndarray, str]:
-    """Depth (µm, the y of the probe's channel locations) of every unit, in unit_index order.
-
-    Sources, first that applies: the unit table's ``depth_um`` column; its ``peak_channel_id``
-    column (a channel id) looked up in ``session.channel_locations_um``; templates in
-    ``session.results`` (peak-to-peak largest channel). Returns (depths, source) with NaN for
-    unknown depths and source "" when no depth is known at all.
-    """
-    sorting = session.sorting
-    table = sorting.unit_table
-    n = sorting.num_units
-    if DEPTH_COLUMN in table and pd.api.types.is_numeric_dtype(table[DEPTH_COLUMN]):
-        depths = table[DEPTH_COLUMN].to_numpy(dtype=np.float64, na_value=np.nan)
-        if np.isfinite(depths).any():
-            return depths, DEPTH_COLUMN
-    channel_depths = _channel_depths_um(session)
-    if channel_depths is None or n == 0:
-        return np.full(n, np.nan), ""
-    if PEAK_CHANNEL_COLUMN in table:
-        depths = _depths_from_peak_channels(table[PEAK_CHANNEL_COLUMN].tolist(), channel_depths)
-        if np.isfinite(depths).any():
-            return depths, PEAK_CHANNEL_COLUMN
-    depths = _templates_depths(session, channel_depths)
-    if depths is not None and np.isfinite(depths).any():
-        return depths, "templates"
-    return np.full(n, np.nan), ""
 
 
 # -- shared raster data -------------------------------------------------------------------------
@@ -196,14 +119,18 @@ def spike_times_s(sorting: Sorting) -> np.ndarray:
 
 
 def raster_data(session: Session) -> RasterData:
-    """The RasterData of ``session`` (built on first use, then shared)."""
+    """The RasterData of ``session`` (built on first use, then shared).
+
+    Rebuilt when the session's sorting or its unit depths (``model.depth.unit_depths_um``,
+    cached per Session in the model and shared with the unit table) change.
+    """
     sorting = session.sorting
+    depths, source = unit_depths_um(session)
     with _LOCK:
         data = _DATA.get(session)
-        if data is not None and data.sorting is sorting:
+        if data is not None and data.sorting is sorting and data.depths_um is depths:
             return data
     time_s = spike_times_s(sorting)
-    depths, source = unit_depths_um(session)
     n = sorting.num_units
     if source:
         # deepest (smallest y, nearest the tip) at the bottom; unknown depths on top, by id
@@ -369,9 +296,10 @@ class Raster(pn.viewable.Viewer):
                 default_tools=default_tools,
                 tools=["hover", "tap", "box_select"],
                 hover_tooltips=[("unit", "$y{custom}"), ("time (s)", "$x{0.000}"),
-                                ("spikes in pixel", "@image")],
+                                ("spikes in pixel", "$image_index{custom}")],
                 hover_formatters={"$y": CustomJSHover(args={"labels": hover_labels},
-                                                      code=hover_code)}),
+                                                      code=hover_code)},
+                hooks=[self._count_hover_hook]),
             hv.opts.Image("Highlight", cmap=HIGHLIGHT_CMAP, cnorm="eq_hist", colorbar=False,
                           default_tools=default_tools),
             hv.opts.HSpans(color=BAND_COLOR, alpha=0.45, line_alpha=0,
@@ -386,6 +314,19 @@ class Raster(pn.viewable.Viewer):
                 show_grid=False, show_legend=False, toolbar="above",
                 hooks=[self._plot_hook]),
         ]
+
+    @staticmethod
+    def _count_hover_hook(plot, element) -> None:
+        """Give the hover's spike-count formatter the base image's data source (see
+        ``SPIKE_COUNT_HOVER_CODE``); once per plot, not on every re-render."""
+        hover, source = plot.handles.get("hover"), plot.handles.get("source")
+        if hover is None or source is None:
+            return
+        current = hover.formatters.get("$image_index")
+        if isinstance(current, CustomJSHover) and current.args.get("source") is source:
+            return
+        hover.formatters = {**hover.formatters, "$image_index": CustomJSHover(
+            args={"source": source}, code=SPIKE_COUNT_HOVER_CODE)}
 
     def _plot_hook(self, plot, element) -> None:
         """Keep the time axis handle (to follow time_window_s) and bound pan/zoom to the data."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import socket
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -14,9 +17,12 @@ from spikeviz.model.selection import Selection
 
 pn = pytest.importorskip("panel")
 
-from spikeviz.app.dashboard import Dashboard, build_dashboard, summary_items  # noqa: E402
+from spikeviz.app.dashboard import Dashboard, _duration, build_dashboard, summary_items  # noqa: E402
 from spikeviz.app.serve import serve  # noqa: E402
-from spikeviz.views import Raster, UnitTable, raster_data, unit_depths_um  # noqa: E402
+from spikeviz.model.depth import unit_depths_um  # noqa: E402
+from spikeviz.views import Raster, UnitTable, raster_data  # noqa: E402
+from spikeviz.views import raster as raster_module  # noqa: E402
+from spikeviz.views.unit_table import DEPTH_TOOLTIP, label_duplicate_columns  # noqa: E402
 
 FS = 30_000.0
 
@@ -112,6 +118,86 @@ def test_table_columns(session, linked):
     np.testing.assert_allclose(frame["firing_rate_hz"], counts.to_numpy() / 100.0)
     assert frame["label"].tolist() == session.sorting.labels.tolist()
     assert table.widget.sortable and table.widget.selectable
+
+
+def test_table_depth_comes_from_the_model_not_the_raster():
+    session = make_session(num_spikes=5000, seed=7)
+    table = UnitTable(session)
+    assert session not in raster_module._DATA  # no raster data was built for the table
+    depths, source = unit_depths_um(session)
+    assert source == "peak_channel_id"
+    column = table.widget.value["depth_um"].to_numpy()
+    np.testing.assert_array_equal(column, depths)
+    assert not np.shares_memory(column, depths)  # the model's cached array stays untouched
+    assert table.widget.titles["depth_um"] == "depth (µm)"
+    tip = table.widget.header_tooltips["depth_um"]
+    assert tip.startswith(DEPTH_TOOLTIP) and "peak_channel_id" in tip
+    assert DEPTH_TOOLTIP == "y on the probe, µm from the tip; larger = shallower"
+    # the raster orders rows by the very same (shared) depths
+    assert Raster(session).data.depths_um is depths
+    # no depth known: no column, no tooltip
+    table = UnitTable(make_session(geometry=False, num_spikes=1000, seed=7))
+    assert "depth_um" not in table.widget.value and "depth_um" not in table.widget.header_tooltips
+
+
+def test_views_do_not_import_each_other():
+    import ast
+    from pathlib import Path
+
+    folder = Path(raster_module.__file__).parent
+    views = {p.stem for p in folder.glob("*.py")} - {"__init__"}
+    offenders = []
+    for path in folder.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if node.level == 1:
+                    names = [module] if module else [a.name for a in node.names]
+                elif module.startswith("spikeviz.views"):
+                    names = [module.split(".")[2] if module.count(".") > 1 else ""]
+                else:
+                    continue
+                offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in views]
+            elif isinstance(node, ast.Import):
+                offenders += [f"{path.name}: {a.name}" for a in node.names
+                              if a.name.startswith("spikeviz.views.")]
+    assert offenders == []
+
+
+def _phy_like_session():
+    unit_ids = np.array([0, 1, 2, 5])
+    table = pd.DataFrame({
+        "group": ["good", "mua", "noise", "good"],  # label source: same values
+        "KSLabel": ["good", "good", "mua", "mua"],  # disagrees after manual curation
+        "bc_unitType": ["GOOD", " MUA", "NOISE", "GOOD"],  # same values, other case/blanks
+        "note": ["good", None, "noise", "good"],  # a gap: not a copy of the label
+        "depth": [20.0, 40.0, 60.0, 80.0],
+        "label": ["good", "mua", "noise", "good"],
+    }, index=pd.Index(unit_ids, name="unit_id"))
+    sorting = sv.Sorting.from_arrays(np.arange(8) * 10, np.array([0, 0, 1, 1, 2, 2, 3, 3]), FS,
+                                     unit_ids=unit_ids, unit_table=table)
+    return sv.Session(sorting)
+
+
+def test_raw_label_columns_repeating_the_label_are_hidden():
+    session = _phy_like_session()
+    table = UnitTable(session)
+    frame = table.widget.value
+    assert label_duplicate_columns(frame) == ["group", "bc_unitType"]
+    assert table.widget.hidden_columns == ["group", "bc_unitType"]
+    # the data is all still there, the label right after the unit id
+    assert list(frame.columns[:2]) == ["unit_id", "label"]
+    for column in ("group", "KSLabel", "bc_unitType", "note", "depth"):
+        assert column in frame
+    assert frame["bc_unitType"].tolist() == ["GOOD", " MUA", "NOISE", "GOOD"]
+    tip = table.widget.header_tooltips["label"]
+    assert "group, bc_unitType" in tip and "hidden" in tip
+    # nothing to hide: the label's tooltip says nothing about hidden columns
+    plain = UnitTable(make_session(num_spikes=1000, seed=2))
+    assert plain.widget.hidden_columns == []
+    assert "hidden" not in plain.widget.header_tooltips["label"]
 
 
 def test_selecting_table_rows_sets_selection(session, linked):
@@ -211,6 +297,50 @@ def test_raster_image_counts_every_spike_in_its_unit_row(session, linked):
     assert np.nansum(_values(window)) == np.count_nonzero((t >= 10.0) & (t <= 20.0))
 
 
+def _run_count_formatter(code: str, images, index: dict) -> str:
+    """Run the hover's spike-count formatter (Bokeh CustomJSHover code) in node."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the formatter's JavaScript is not run")
+    script = ("const f = new Function('source', 'value', 'format', 'special_vars', "
+              f"{json.dumps(code)});"
+              f"const images = {json.dumps(images)}.map(a => Array.isArray(a[0]) ? a "
+              "  : Float32Array.from(a, v => v === null ? NaN : v));"
+              f"console.log(JSON.stringify(f({{data: {{image: images}}}}, {json.dumps(index)}, "
+              "'custom', {})));")
+    out = subprocess.run([node, "-e", script], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_hover_shows_zero_spikes_for_empty_pixels(session):
+    from bokeh.models import CustomJSHover, HoverTool
+
+    raster = Raster(session)
+    root = raster.__panel__().get_root()
+    hovers = [h for h in root.select({"type": HoverTool})
+              if ("spikes in pixel", "$image_index{custom}") in list(h.tooltips)]
+    assert len(hovers) == 1, "no hover tool shows the pixel's spike count through a formatter"
+    formatter = hovers[0].formatters["$image_index"]
+    assert isinstance(formatter, CustomJSHover)
+    assert formatter.code == raster_module.SPIKE_COUNT_HOVER_CODE
+    image_source = formatter.args["source"]
+    assert "image" in image_source.data  # the base image's own data source
+    # the image holds NaN for empty pixels (transparent)
+    image = raster._base_image(x_range=(0.0, 0.001), y_range=(-0.5, 19.5), width=50,
+                               height=40)
+    assert np.isnan(_values(image)).any()
+    # the formatter reads the pixel from the ImageIndex Bokeh gives it: NaN shows 0
+    flat = [None, 0, 3, 1234]  # a flat 2 x 2 image (Bokeh's typed arrays), NaN as null
+    for flat_index, expected in enumerate(["0", "0", "3", "1,234"]):
+        index = {"index": 0, "i": flat_index % 2, "j": flat_index // 2, "flat_index": flat_index}
+        assert _run_count_formatter(formatter.code, [flat], index) == expected
+    nested = [[7, None], [2, 5]]  # an image as a list of rows
+    assert _run_count_formatter(formatter.code, [nested], {"index": 0, "i": 0, "j": 1,
+                                                           "flat_index": 2}) == "2"
+    assert _run_count_formatter(formatter.code, [nested], {"index": 0, "i": 1, "j": 0,
+                                                           "flat_index": 1}) == "0"
+
+
 def test_units_ordered_by_depth_when_known(session):
     raster = Raster(session)
     assert raster.order == "depth"
@@ -237,44 +367,6 @@ def test_units_ordered_by_id_without_geometry():
     assert raster.row_unit_ids == sorted(session.sorting.unit_ids.tolist())
     session = make_session(peak_channels=False, num_spikes=5000, seed=3)
     assert Raster(session).order == "unit id"
-
-
-def test_depth_from_templates_per_unit_and_kilosort_style():
-    base = make_session(peak_channels=False, num_spikes=20_000, seed=5)
-    sorting = base.sorting
-    n = sorting.num_units
-    rng = np.random.default_rng(1)
-    peak = rng.integers(0, 32, n)
-    data = np.zeros((n, 10, 32), dtype=np.float32)
-    data[np.arange(n), 5, peak] = -100.0
-    per_unit = sv.Templates(data, sorting.unit_ids, base.channel_ids)
-    session = sv.Session(sorting, channel_ids=base.channel_ids,
-                         channel_locations_um=base.channel_locations_um,
-                         results={"templates": per_unit})
-    depths, source = unit_depths_um(session)
-    assert source == "templates"
-    np.testing.assert_array_equal(depths, base.channel_locations_um[peak, 1])
-
-    # KiloSort: templates indexed by template, spikes carry their template index; each unit
-    # takes the template most of its spikes have
-    n_templates = n + 3
-    data = np.zeros((n_templates, 10, 32), dtype=np.float32)
-    tpl_peak = rng.integers(0, 32, n_templates)
-    data[np.arange(n_templates), 5, tpl_peak] = -100.0
-    main = rng.permutation(n_templates)[:n]  # unit u mostly uses template main[u]
-    spike_template = main[sorting.unit_index].copy()
-    stray = rng.random(sorting.num_spikes) < 0.1
-    spike_template[stray] = rng.integers(0, n_templates, stray.sum())
-    ks_sorting = sv.Sorting.from_arrays(sorting.sample_index, sorting.unit_index, FS,
-                                        unit_ids=sorting.unit_ids + 1000,
-                                        spike_properties={"template_index": spike_template})
-    ks = sv.Templates(data, np.arange(n_templates), base.channel_ids)
-    session = sv.Session(ks_sorting, channel_ids=base.channel_ids,
-                         channel_locations_um=base.channel_locations_um,
-                         results={"kilosort_templates": ks})
-    depths, source = unit_depths_um(session)
-    assert source == "templates"
-    np.testing.assert_array_equal(depths, base.channel_locations_um[tpl_peak[main], 1])
 
 
 def test_tap_and_box_select_write_unit_ids(session, linked):
@@ -350,6 +442,25 @@ def test_summary(session):
     assert items["units"] == "20" and items["spikes"] == "200,000"
     assert items["duration"].startswith("100.0 s")
     assert items["channels"] == "32" and items["recording"] == "no"
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0.0, "0.0 s (0:00.0)"),
+    (59.94, "59.9 s (0:59.9)"),
+    (59.96, "60.0 s (1:00.0)"),
+    (100.0, "100.0 s (1:40.0)"),
+    (119.97, "120.0 s (2:00.0)"),
+    (3599.97, "3,600.0 s (1:00:00.0)"),
+    (5025.34, "5,025.3 s (1:23:45.3)"),
+])
+def test_duration_is_rounded_before_it_is_split(seconds, text):
+    assert _duration(seconds) == text
+
+
+def test_summary_duration_never_shows_60_seconds():
+    sorting = sv.Sorting.from_arrays(np.array([0, 10]), np.array([0, 0]), FS,
+                                     num_samples=3_599_100)  # 119.97 s
+    assert dict(summary_items(sv.Session(sorting)))["duration"] == "120.0 s (2:00.0)"
 
 
 @pytest.mark.filterwarnings("ignore:There is no current event loop:DeprecationWarning")
