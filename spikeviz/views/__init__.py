@@ -5,7 +5,7 @@ Each view reads the model (a Session) and writes only the shared ``Selection`` (
 HoloViews.
 """
 
-from .raster import Raster, raster_data, unit_depths_um
+from .raster import Raster, raster_data
 from .unit_table import UnitTable, unit_frame
 
-__all__ = ["Raster", "UnitTable", "raster_data", "unit_depths_um", "unit_frame"]
+__all__ = ["Raster", "UnitTable", "raster_data", "unit_frame"]
