@@ -59,3 +59,11 @@ def test_help_lists_commands():
 @pytest.mark.parametrize("args", [["info"], ["generate"]])
 def test_usage_errors_exit_2(args):
     assert run_cli(*args).returncode == 2
+
+
+@pytest.mark.parametrize("seconds, clock", [(59.96, "1:00.0"), (3599.97, "1:00:00.0"),
+                                            (4475.874, "1:14:35.9"), (0.04, "0:00.0")])
+def test_clock_never_shows_60(seconds, clock):
+    from spikeviz.app.formatting import format_clock
+
+    assert format_clock(seconds) == clock

@@ -12,6 +12,7 @@ import sys
 import warnings
 
 from ..errors import SpikevizError
+from .formatting import format_clock
 
 EXIT_BAD_INPUT = 2
 
@@ -44,12 +45,6 @@ def _load(args):
                 recording=args.recording, **_reader_kwargs(args))
 
 
-def _hms(seconds: float) -> str:
-    minutes, s = divmod(round(seconds, 1), 60.0)
-    h, m = divmod(int(minutes), 60)
-    return f"{h}:{m:02d}:{s:04.1f}"
-
-
 def cmd_info(args) -> int:
     session = _load(args)
     info = session.info()
@@ -63,7 +58,7 @@ def cmd_info(args) -> int:
         ("units", f"{info['num_units']:,}  ({labels})"),
         ("spikes", f"{info['num_spikes']:,}"),
         ("sampling rate", f"{info['sampling_frequency']:g} Hz"),
-        ("duration", f"{info['duration_s']:.3f} s ({_hms(info['duration_s'])})"),
+        ("duration", f"{info['duration_s']:.3f} s ({format_clock(info['duration_s'])})"),
         ("channels", "unknown" if info["num_channels"] is None else info["num_channels"]),
         ("recording", "none" if rec is None else
          f"{rec.source} ({rec.num_channels} channels, {rec.dtype}, {rec.duration_s:.3f} s)"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import logging
-import math
 
 import panel as pn
 import param
@@ -18,6 +17,7 @@ from ..model.selection import Selection
 from ..model.session import Session
 from ..views.raster import Raster
 from ..views.unit_table import UnitTable
+from .formatting import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +35,6 @@ _CSS = """
 """
 
 
-def _duration(seconds: float) -> str:
-    """"119.97" -> "120.0 s (2:00.0)": seconds and h:mm:ss.s, both to the displayed 0.1 s.
-
-    The value is rounded to tenths of a second first (in integers), then split, so the clock
-    never shows 60 seconds or 60 minutes.
-    """
-    if not math.isfinite(seconds):
-        return f"{seconds} s"
-    tenths = round(seconds * 10)
-    sign = "-" if tenths < 0 else ""
-    tenths = abs(tenths)
-    minutes, s10 = divmod(tenths, 600)
-    h, m = divmod(minutes, 60)
-    sec = f"{s10 // 10:02d}.{s10 % 10}"
-    clock = f"{h}:{m:02d}:{sec}" if h else f"{m}:{sec}"
-    return f"{sign}{tenths // 10:,}.{tenths % 10} s ({sign}{clock})"
-
-
 def summary_items(session: Session) -> list[tuple[str, str]]:
     """(key, value) pairs of the header summary, as plain text."""
     sorting, recording = session.sorting, session.recording
@@ -65,7 +47,7 @@ def summary_items(session: Session) -> list[tuple[str, str]]:
         ("format", session.format or "unknown"),
         ("units", f"{sorting.num_units:,}"),
         ("spikes", f"{sorting.num_spikes:,}"),
-        ("duration", _duration(sorting.duration_s)),
+        ("duration", format_duration(sorting.duration_s)),
         ("sampling rate", f"{sorting.sampling_frequency:,.6g} Hz"),
         ("channels", "unknown" if channels is None else f"{channels:,}"),
         ("recording", rec),

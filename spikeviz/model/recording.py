@@ -13,6 +13,7 @@ import numpy as np
 import param
 
 from ..errors import InputError
+from .ids import id_key
 
 
 def _as_channel_vector(values, n: int, name: str, dtype) -> np.ndarray:
@@ -87,21 +88,13 @@ class Recording(param.Parameterized):
                          channel_groups=channel_groups, gains_to_uv=gains,
                          offsets_to_uv=offsets, **params)
         self._backend = backend
-        self._column = {self._key(c): i for i, c in enumerate(channel_ids.tolist())}
+        self._column = {id_key(c): i for i, c in enumerate(channel_ids.tolist())}
 
     @classmethod
     def from_array(cls, traces, sampling_frequency, channel_locations=None, **kwargs):
         """Recording over an in-memory (samples, channels) array (not copied)."""
         return cls(np.asarray(traces), sampling_frequency, channel_locations_um=channel_locations,
                    **kwargs)
-
-    @staticmethod
-    def _key(channel_id):
-        if isinstance(channel_id, np.integer):
-            return int(channel_id)
-        if isinstance(channel_id, np.str_):
-            return str(channel_id)
-        return channel_id
 
     # -- facts ------------------------------------------------------------------------------
     @property
@@ -124,7 +117,7 @@ class Recording(param.Parameterized):
     def channel_indices(self, channel_ids) -> np.ndarray:
         """Column positions of ``channel_ids`` (int64)."""
         try:
-            return np.array([self._column[self._key(c)] for c in channel_ids], dtype=np.int64)
+            return np.array([self._column[id_key(c)] for c in channel_ids], dtype=np.int64)
         except KeyError as err:
             raise KeyError(f"no channel with id {err.args[0]!r} in {self.source or 'recording'}"
                            ) from None

@@ -17,6 +17,7 @@ import param
 
 from ..compute.spikes import first_unsorted, ids_to_indices, order_by_unit, unit_offsets
 from ..errors import InputError
+from .ids import id_key
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -155,7 +156,7 @@ class Sorting(param.Parameterized):
         self._unit_ids = _readonly(unit_ids)
         self._spike_properties = {k: _readonly(v) for k, v in properties.items()}
         self._offsets = _readonly(unit_offsets(unit_index, unit_ids.size))
-        self._position = {self._key(u): i for i, u in enumerate(unit_ids.tolist())}
+        self._position = {id_key(u): i for i, u in enumerate(unit_ids.tolist())}
         self._order = None
         self._trains = None
         self._lock = threading.Lock()
@@ -214,16 +215,6 @@ class Sorting(param.Parameterized):
         table.index = index
         return table
 
-    @staticmethod
-    def _key(unit_id):
-        if isinstance(unit_id, bool | np.bool_ | float | np.floating):
-            return None  # ids are integers or strings: 2.0 or True name no unit
-        if isinstance(unit_id, np.integer):
-            return int(unit_id)
-        if isinstance(unit_id, np.str_):
-            return str(unit_id)
-        return unit_id
-
     # -- basic facts -----------------------------------------------------------------------
     @property
     def unit_ids(self) -> np.ndarray:
@@ -276,7 +267,7 @@ class Sorting(param.Parameterized):
 
     def unit_index_of(self, unit_id) -> int:
         """Position of ``unit_id`` in ``unit_ids``; KeyError naming the id if absent."""
-        key = self._key(unit_id)
+        key = id_key(unit_id)
         try:
             if key is None:
                 raise KeyError(unit_id)

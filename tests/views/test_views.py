@@ -17,7 +17,8 @@ from spikeviz.model.selection import Selection
 
 pn = pytest.importorskip("panel")
 
-from spikeviz.app.dashboard import Dashboard, _duration, build_dashboard, summary_items  # noqa: E402
+from spikeviz.app.dashboard import Dashboard, build_dashboard, summary_items  # noqa: E402
+from spikeviz.app.formatting import format_duration  # noqa: E402
 from spikeviz.app.serve import serve  # noqa: E402
 from spikeviz.model.depth import unit_depths_um  # noqa: E402
 from spikeviz.views import Raster, UnitTable, raster_data  # noqa: E402
@@ -454,7 +455,7 @@ def test_summary(session):
     (5025.34, "5,025.3 s (1:23:45.3)"),
 ])
 def test_duration_is_rounded_before_it_is_split(seconds, text):
-    assert _duration(seconds) == text
+    assert format_duration(seconds) == text
 
 
 def test_summary_duration_never_shows_60_seconds():
