@@ -3,6 +3,7 @@
 ``import spikeviz`` loads no Panel, Bokeh or HoloViews; the dashboards import them when used.
 """
 
+from . import compute
 from .errors import InputError, SpikevizError
 from .io import load, read_recording
 from .model import Recording, Session, Sorting, Templates
@@ -17,6 +18,7 @@ __all__ = [
     "SpikevizError",
     "Templates",
     "__version__",
+    "compute",
     "load",
     "read_recording",
 ]

@@ -79,6 +79,23 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_precompute(args) -> int:
+    from ..model import steps, steps_metrics  # noqa: F401 (registers the results)
+    from ..model.analysis import STEPS
+    from .precompute import run
+
+    session = _load(args)
+    names = None
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in STEPS]
+        if unknown:
+            raise SpikevizError(f"unknown result(s) {', '.join(unknown)} for --only; known: "
+                                f"{', '.join(sorted(STEPS))}")
+    run(session, names=names, jobs=args.jobs, progress=not args.quiet)
+    return 0
+
+
 def _serve(factory, args) -> int:
     from .serve import serve
 
@@ -128,6 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reader_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("precompute",
+                       help="compute templates, amplitudes, metrics, ... once into the cache")
+    p.add_argument("path")
+    _add_reader_options(p)
+    p.add_argument("--jobs", type=int, default=1, help="threads for chunked work (default 1)")
+    p.add_argument("--only", default=None, metavar="NAMES",
+                   help="comma-separated results (default: all the session supports)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_precompute)
 
     p = sub.add_parser("generate", help="write a synthetic ground-truth dataset (Phy folder)")
     p.add_argument("out", help="output folder")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_folder
 from ..errors import InputError
 from ..io import load
-from ..io.atomic import atomic_folder
 from ..io.npz import write_sorting
 from ..io.phy_write import write_phy_folder
 from ..model import Session

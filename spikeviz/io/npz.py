@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_file
 from ..errors import InputError
 from ..model import Session, Sorting
-from .atomic import atomic_file
 
 FORMAT = "npz"
 _REQUIRED = ("unit_ids", "num_segment", "sampling_frequency")

@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_file, atomic_folder
 from ..errors import InputError
-from .atomic import atomic_file, atomic_folder
 
 CLUSTER_GROUPS = ("good", "mua", "noise", "unsorted")
 

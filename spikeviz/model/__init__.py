@@ -3,6 +3,6 @@
 from .recording import Recording
 from .session import Session
 from .sorting import Sorting
-from .waveforms import Templates
+from .waveforms import Templates, Waveforms
 
-__all__ = ["Recording", "Session", "Sorting", "Templates"]
+__all__ = ["Recording", "Session", "Sorting", "Templates", "Waveforms"]

@@ -8,11 +8,13 @@ requested window is ever read.
 from __future__ import annotations
 
 import operator
+import os
 
 import numpy as np
 import param
 
 from ..errors import InputError
+from .cache import hash_arrays, hash_json
 from .ids import id_key
 
 
@@ -121,6 +123,35 @@ class Recording(param.Parameterized):
         except KeyError as err:
             raise KeyError(f"no channel with id {err.args[0]!r} in {self.source or 'recording'}"
                            ) from None
+
+    def fingerprint(self) -> str:
+        """sha256 (hex) identifying the traces and their scaling, for cache keys.
+
+        File-backed traces (memmap, h5py) are identified by file path, size, modification time,
+        byte offset, dtype and shape; in-memory arrays by their content. Gains, offsets,
+        channel ids and the rate are always included.
+        """
+        backend = self._backend
+        filename = getattr(backend, "filename", None)
+        if isinstance(filename, bytes):
+            filename = filename.decode()
+        file = getattr(backend, "file", None)
+        if filename is None and file is not None and hasattr(file, "filename"):
+            filename = file.filename  # h5py dataset
+        if filename:
+            stat = os.stat(filename)
+            ident = hash_json({"file": os.path.abspath(filename), "size": stat.st_size,
+                               "mtime_ns": stat.st_mtime_ns,
+                               "offset": int(getattr(backend, "offset", 0) or 0),
+                               "dataset": str(getattr(backend, "name", ""))})
+        else:
+            ident = hash_arrays(np.asarray(backend))
+        ids = self.channel_ids.astype("U") if self.channel_ids.dtype.kind in "OUS" \
+            else self.channel_ids
+        return hash_json({"traces": ident, "dtype": self.dtype.str,
+                          "shape": list(self._backend.shape),
+                          "scaling": hash_arrays(self.gains_to_uv, self.offsets_to_uv, ids),
+                          "fs": self.sampling_frequency})
 
     # -- data -------------------------------------------------------------------------------
     def traces(self, start_sample: int = 0, end_sample: int | None = None, channel_ids=None,

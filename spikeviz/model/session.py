@@ -6,12 +6,33 @@ import numpy as np
 import param
 
 from ..errors import InputError
+from .analysis import Analysis
+from .cache import DiskCache, cache_folder_for
 from .recording import Recording
 from .sorting import Sorting
 
 # Relative difference tolerated between the sorting's and the recording's sampling rates
 # (SpikeGLX reports a calibrated rate such as 30000.27 Hz where params.py says 30000).
 _RATE_TOLERANCE = 1e-3
+
+
+# All-pairs correlograms cost units² x bins of int64; above this many units the precompute
+# step leaves them to the views, which compute the selected units' on demand.
+PRECOMPUTE_CCG_MAX_UNITS = 400
+
+
+def default_precompute(session) -> list[str]:
+    """What ``spikeviz precompute`` computes for ``session``."""
+    names = ["firing_rates", "isi_histograms"]
+    if session.sorting.num_units <= PRECOMPUTE_CCG_MAX_UNITS:
+        names.append("correlograms")
+    if session.recording is not None and session.sorting.num_spikes:
+        names += ["noise_levels", "templates", "sparsity", "waveforms", "spike_amplitudes",
+                  "principal_components", "template_similarity", "merge_suggestions"]
+        if session.channel_locations_um is not None:
+            names.append("unit_locations")
+    names.append("quality_metrics")
+    return names
 
 
 class Session(param.Parameterized):
@@ -28,8 +49,13 @@ class Session(param.Parameterized):
     channel_locations_um = param.Array(default=None, allow_None=True,
                                        doc="(channels, 2) x/y in µm matching channel_ids.")
     results = param.Dict(default={}, doc="""
-        Derived results by name, e.g. 'kilosort_templates' (Templates) read from a Phy
-        folder.""")
+        Results read with the source, e.g. 'kilosort_templates' (Templates) from a Phy
+        folder. Computed results come from :meth:`compute`.""")
+    cache_dir = param.Parameter(default="auto", doc="""
+        Where computed results are cached: 'auto' (a .spikeviz/ folder beside the source, or
+        the user cache dir when that is read-only), a folder path, or None (memory only).""")
+    n_jobs = param.Integer(default=1, bounds=(1, None), doc="""
+        Threads for chunked computations (results do not depend on it).""")
 
     def __init__(self, sorting: Sorting, recording: Recording | None = None, **params):
         if not isinstance(sorting, Sorting):
@@ -54,6 +80,51 @@ class Session(param.Parameterized):
             params.setdefault("channel_ids", recording.channel_ids)
             params.setdefault("channel_locations_um", recording.channel_locations_um)
         super().__init__(sorting=sorting, recording=recording, **params)
+        self._analysis = None
+
+    # -- derived results -------------------------------------------------------------------
+    @property
+    def analysis(self) -> Analysis:
+        """The lazy, cached derived results of this session (see :mod:`.analysis`)."""
+        if self._analysis is None:
+            from . import steps, steps_metrics  # noqa: F401 (registers the results; numba)
+            folder = cache_folder_for(self.source) if self.cache_dir == "auto" else \
+                self.cache_dir
+            self._analysis = Analysis(self, DiskCache(folder), n_jobs=self.n_jobs)
+        return self._analysis
+
+    def compute(self, name: str, **params):
+        """A derived result by name, computed on first use and cached (memory and disk).
+
+        Names: ``templates``, ``waveforms``, ``noise_levels``, ``sparsity``,
+        ``spike_amplitudes``, ``unit_locations``, ``principal_components``,
+        ``correlograms``, ``isi_histograms``, ``firing_rates``, ``quality_metrics``,
+        ``template_similarity``, ``merge_suggestions``, ``random_spikes``. Parameters are
+        those of :data:`spikeviz.model.analysis.STEPS` ``[name].defaults``.
+        """
+        self.analysis.n_jobs = self.n_jobs
+        return self.analysis.get(name, **params)
+
+    def precompute(self, names=None, progress=None) -> list[str]:
+        """Compute (or find in the cache) the results the views need; returns what ran.
+
+        ``names`` default: every result this session can compute (those needing traces only
+        with a recording). ``progress(name, fraction)`` is called as work advances.
+        """
+        analysis = self.analysis
+        analysis.n_jobs = self.n_jobs
+        if names is None:
+            names = default_precompute(self)
+        before = len(analysis.computed)
+        analysis.progress = progress
+        try:
+            for name in names:
+                analysis.get(name)
+                if progress is not None:
+                    progress(name, 1.0)
+        finally:
+            analysis.progress = None
+        return analysis.computed[before:]
 
     @property
     def num_channels(self) -> int | None:

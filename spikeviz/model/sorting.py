@@ -17,6 +17,7 @@ import param
 
 from ..compute.spikes import first_unsorted, ids_to_indices, order_by_unit, unit_offsets
 from ..errors import InputError
+from .cache import hash_arrays
 from .ids import id_key
 
 
@@ -159,6 +160,7 @@ class Sorting(param.Parameterized):
         self._position = {id_key(u): i for i, u in enumerate(unit_ids.tolist())}
         self._order = None
         self._trains = None
+        self._hash_box: dict[str, str] = {}  # shared by copies from _replace
         self._lock = threading.Lock()
         if self.num_samples is not None and sample_index.size and \
                 int(sample_index[-1]) >= self.num_samples:
@@ -322,6 +324,21 @@ class Sorting(param.Parameterized):
         return times_s[lo:hi]
 
     # -- derived sortings -------------------------------------------------------------------
+    def spikes_hash(self) -> str:
+        """sha256 (hex) of the spikes: sample_index, unit_index, unit_ids and the rate.
+
+        What derived results are keyed by (with ``num_samples`` where it matters). Computed once
+        (about 0.35 s per 100 M spikes) and shared with Sortings made by ``with_*``.
+        """
+        with self._lock:
+            if "spikes" not in self._hash_box:
+                ids = np.asarray(self._unit_ids)
+                ids = ids.astype("U") if ids.dtype.kind in "OUS" else ids
+                self._hash_box["spikes"] = hash_arrays(
+                    self._sample_index, self._unit_index, ids,
+                    np.array([self.sampling_frequency], dtype=np.float64))
+            return self._hash_box["spikes"]
+
     def _replace(self, **params) -> Sorting:
         """A Sorting sharing this one's (read-only) arrays, with other parameter values."""
         new = Sorting.__new__(Sorting)
@@ -330,7 +347,7 @@ class Sorting(param.Parameterized):
         values.update(params)
         param.Parameterized.__init__(new, **values)
         for name in ("_sample_index", "_unit_index", "_unit_ids", "_spike_properties",
-                     "_offsets", "_position", "_order", "_trains"):
+                     "_offsets", "_position", "_order", "_trains", "_hash_box"):
             setattr(new, name, getattr(self, name))
         new._lock = threading.Lock()
         return new

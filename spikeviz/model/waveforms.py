@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import param
 
@@ -21,9 +23,11 @@ class Templates(param.Parameterized):
     nbefore = param.Integer(default=None, allow_None=True, bounds=(0, None),
                             doc="Samples before the spike peak, when known.")
     sampling_frequency = param.Number(default=None, allow_None=True, doc="Hz.")
-    units = param.String(default="uV", doc="'uV', or 'whitened' for raw KiloSort templates.")
+    units = param.String(default="uV", doc="""
+        'uV'; 'raw' (stored units, gain unknown); 'whitened' for raw KiloSort templates.""")
 
-    def __init__(self, data, unit_ids, channel_ids, sparse_channel_indices=None, **params):
+    def __init__(self, data, unit_ids, channel_ids, sparse_channel_indices=None, std=None,
+                 **params):
         data = np.asarray(data)
         if data.ndim != 3:
             raise InputError(f"templates must be (units, samples, channels), got shape "
@@ -48,8 +52,12 @@ class Templates(param.Parameterized):
                     or sparse_channel_indices.min() < -1):
                 raise InputError(f"sparse channel indices must lie in [-1, {channel_ids.size})",
                                  field="template_ind")
+        if std is not None and np.shape(std) != data.shape:
+            raise InputError(f"template std must have the templates' shape {data.shape}, got "
+                             f"{np.shape(std)}", field="std")
         super().__init__(unit_ids=unit_ids, channel_ids=channel_ids, **params)
         self.data = data
+        self.std = std
         self.sparse_channel_indices = sparse_channel_indices
 
     @property
@@ -80,5 +88,45 @@ class Templates(param.Parameterized):
         return (f"Templates({self.data.shape[0]} units, {self.num_samples} samples, "
                 f"{self.data.shape[2]} of {self.channel_ids.size} channels ({kind}), "
                 f"{self.units})")
+
+    __str__ = __repr__
+
+
+class Waveforms(param.Parameterized):
+    """Sampled snippets: ``data[k, sample, c]`` float32 µV for spike ``spike_indices[k]``.
+
+    Snippets are sparse: spike k covers the channels ``sparse_channel_indices[unit]`` (positions
+    in ``channel_ids``, -1 pads) of its unit ``spike_unit_index[k]`` (unit position).
+    """
+
+    unit_ids = param.Array(doc="Unit ids; spike_unit_index refers to positions in it.")
+    channel_ids = param.Array(doc="All channel ids the sparse indices refer to.")
+    nbefore = param.Integer(default=0, bounds=(0, None), doc="Samples before the spike sample.")
+    sampling_frequency = param.Number(default=None, allow_None=True, doc="Hz.")
+
+    def __init__(self, data, spike_indices, spike_unit_index, sparse_channel_indices, **params):
+        super().__init__(**params)
+        self.data = data
+        self.spike_indices = np.asarray(spike_indices)
+        self.spike_unit_index = np.asarray(spike_unit_index)
+        self.sparse_channel_indices = np.asarray(sparse_channel_indices)
+        order = np.argsort(self.spike_unit_index, kind="stable")
+        bounds = np.searchsorted(self.spike_unit_index[order],
+                                 np.arange(len(self.unit_ids) + 1))
+        self._rows = [order[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def for_unit(self, unit_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(snippets (n, samples, K) float32, spike_indices (n,), channel positions (K,))``
+        of the unit at position ``unit_index``; padded channels are dropped."""
+        rows = self._rows[unit_index]
+        channels = self.sparse_channel_indices[unit_index]
+        used = channels >= 0
+        return (np.asarray(self.data[rows][:, :, used]), self.spike_indices[rows],
+                channels[used])
+
+    def __repr__(self) -> str:
+        return (f"Waveforms({self.data.shape[0]} snippets of {self.data.shape[1]} samples on "
+                f"{self.data.shape[2]} of {len(self.channel_ids)} channels, "
+                f"{len(self.unit_ids)} units)")
 
     __str__ = __repr__

@@ -1,0 +1,181 @@
+"""Lazy, cached derived results of a Session (templates, amplitudes, metrics, ...).
+
+``Analysis`` resolves a result by name and parameters: it builds a key from the step's name and
+version, its full parameters, the sorting's spike hash, the recording's fingerprint (for steps
+that read traces) and the keys of the results it depends on. It then looks in memory, then on
+disk (:class:`~spikeviz.model.cache.DiskCache`), and only computes on a miss. The steps
+themselves live in :mod:`spikeviz.model.steps`; the numeric work is in :mod:`spikeviz.compute`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+from .cache import DiskCache, hash_json
+
+
+@dataclass(frozen=True)
+class Step:
+    """One derived result: how to compute it, what it depends on, how to present it.
+
+    ``run(ctx, params, deps) -> (arrays, attrs)``: ``deps`` maps dependency names to their
+    ``(arrays, attrs)``. ``depends(ctx, params) -> {name: params}`` names the dependencies
+    (``ctx`` is the Analysis, so a step can depend on what the session has).
+    ``wrap(ctx, arrays, attrs, params)`` builds the public object (Templates, DataFrame, ...).
+    ``extra_key(ctx, params)``: anything else the result depends on (JSON-able) that the key
+    must include. ``open_params``: extra keyword parameters are accepted and passed through
+    (quality metrics' per-metric options).
+    """
+
+    name: str
+    version: int
+    defaults: dict
+    run: Callable
+    depends: Callable = lambda ctx, params: {}
+    wrap: Callable = lambda ctx, arrays, attrs, params: arrays
+    extra_key: Callable = lambda ctx, params: None
+    needs_recording: bool = False
+    open_params: bool = False
+    doc: str = ""
+
+
+STEPS: dict[str, Step] = {}
+
+
+def register(step: Step) -> Step:
+    STEPS[step.name] = step
+    return step
+
+
+def _normalise(value):
+    if isinstance(value, tuple | list):
+        return [_normalise(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return value
+
+
+@dataclass
+class Analysis:
+    """Derived results of one session; see the module docstring.
+
+    ``computed`` lists the step names actually computed by this object (cache misses), in
+    order; ``cache.hits`` lists those read from disk.
+    """
+
+    session: object
+    cache: DiskCache
+    n_jobs: int = 1
+    progress: Callable | None = None
+    computed: list = field(default_factory=list)
+    _memory: dict = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    # -- keys -------------------------------------------------------------------------------
+    def step(self, name: str) -> Step:
+        try:
+            return STEPS[name]
+        except KeyError:
+            raise InputError(f"unknown result {name!r}; known: {', '.join(sorted(STEPS))}",
+                             field="name") from None
+
+    def params(self, name: str, **given) -> dict:
+        """The step's full parameters: defaults overridden by ``given`` (checked)."""
+        step = self.step(name)
+        unknown = set(given) - set(step.defaults)
+        if unknown and not step.open_params:
+            raise InputError(f"{name} takes no parameter {', '.join(sorted(unknown))}; it "
+                             f"takes {', '.join(sorted(step.defaults)) or 'none'}",
+                             field=sorted(unknown)[0])
+        out = dict(step.defaults)
+        out.update(given)
+        return {k: _normalise(v) for k, v in sorted(out.items())}
+
+    def key(self, name: str, params: dict) -> str:
+        step = self.step(name)
+        session = self.session
+        inputs = {"step": name, "version": step.version, "params": params,
+                  "spikes": session.sorting.spikes_hash(),
+                  "num_samples": session.sorting.num_samples,
+                  "deps": {dep: self.key(dep, self.params(dep, **dep_params))
+                           for dep, dep_params in sorted(step.depends(self, params).items())},
+                  "extra": step.extra_key(self, params)}
+        if step.needs_recording:
+            inputs["recording"] = self._recording().fingerprint()
+            inputs["channel_locations_um"] = session.channel_locations_um
+        return hash_json(inputs)
+
+    def _recording(self):
+        if self.session.recording is None:
+            raise InputError("this result needs the raw recording; load the session with "
+                             "recording=PATH (--recording RAW)", path=self.session.source or None,
+                             field="recording")
+        return self.session.recording
+
+    # -- access -----------------------------------------------------------------------------
+    def arrays(self, name: str, **given) -> tuple[dict, dict]:
+        """``(arrays, attrs)`` of a result, computing it (and its dependencies) if needed."""
+        params = self.params(name, **given)
+        return self._resolve(name, params)
+
+    def get(self, name: str, **given):
+        """The public object of a result (Templates, DataFrame, arrays, ...)."""
+        params = self.params(name, **given)
+        key = self.key(name, params)
+        with self._lock:
+            wrapped = self._memory.get(("wrapped", key))
+            if wrapped is None:
+                arrays, attrs = self._resolve(name, params, key)
+                wrapped = self.step(name).wrap(self, arrays, attrs, params)
+                self._memory[("wrapped", key)] = wrapped
+            return wrapped
+
+    def is_available(self, name: str, **given) -> bool:
+        """True if the result is in memory or in a trustworthy disk entry (nothing computed)."""
+        params = self.params(name, **given)
+        if self.step(name).needs_recording and self.session.recording is None:
+            return False
+        key = self.key(name, params)
+        return key in self._memory or self.cache.load(name, key) is not None
+
+    def _resolve(self, name: str, params: dict, key: str | None = None) -> tuple[dict, dict]:
+        step = self.step(name)
+        key = key or self.key(name, params)
+        with self._lock:
+            if key in self._memory:
+                return self._memory[key]
+            found = self.cache.load(name, key)
+            if found is None:
+                deps = {dep: self._resolve(dep, self.params(dep, **dep_params))
+                        for dep, dep_params in step.depends(self, params).items()}
+                if self.progress is not None:
+                    self.progress(name, 0.0)
+                arrays, attrs = step.run(self, params, deps)
+                self.computed.append(name)
+                self.cache.store(name, key, arrays, attrs,
+                                 {"params": params, "source": self.session.source})
+                found = (arrays, attrs)
+                if self.progress is not None:
+                    self.progress(name, 1.0)
+            self._memory[key] = found
+            return found
+
+    def forget(self) -> None:
+        """Drop the in-memory copies (the disk cache stays)."""
+        with self._lock:
+            self._memory.clear()
+
+    # -- helpers for steps ------------------------------------------------------------------
+    def reader(self, name: str = ""):
+        """``read_raw(start, end)`` over the recording, reporting progress by sample position."""
+        recording = self._recording()
+        total = max(recording.num_samples, 1)
+
+        def read_raw(start_sample: int, end_sample: int):
+            if self.progress is not None and name:
+                self.progress(name, min(end_sample / total, 0.999))
+            return recording.traces(int(start_sample), int(end_sample), scaled=False)
+        return read_raw
