@@ -46,8 +46,9 @@ import numpy as np
 from ..errors import InputError
 from .spikes import first_unsorted
 
-# An int32 accumulator cannot overflow while it has seen fewer pairs than this.
-_PAIR_LIMIT = np.iinfo(np.int32).max
+# An int32 accumulator cannot overflow while it has seen fewer pairs than this; one spike has
+# fewer than _MAX_SPIKES partners.
+_PAIR_LIMIT = _MAX_SPIKES = int(np.iinfo(np.int32).max)
 # Upper bound on one worker's int32 accumulator (at least one unit row is always allowed).
 _ACCUMULATOR_BYTES = 256 * 2**20
 
@@ -195,8 +196,12 @@ def _fold(acc, rows, num_units, num_half, counts, zero_lag):
 
 @numba.njit(cache=True, nogil=True)
 def _scan(sample_index, unit_slot, unit_index, row_of_unit, rows, half, num_half, slot_of_lag,
-          num_units, acc, counts, zero_lag):
-    """Count every pair whose earlier spike belongs to a unit of ``rows``."""
+          num_units, acc, counts, zero_lag, pair_limit):
+    """Count every pair whose earlier spike belongs to a unit of ``rows``.
+
+    The int32 accumulator is folded into the int64 counts before it has seen more than
+    ``pair_limit`` pairs, so it cannot overflow.
+    """
     n = sample_index.shape[0]
     row_size = np.uint64(num_units * (2 * num_half + 1))
     end = 0
@@ -210,7 +215,7 @@ def _scan(sample_index, unit_slot, unit_index, row_of_unit, rows, half, num_half
             end = a + 1
         while end < n and sample_index[end] - ta <= half:
             end += 1
-        if pairs + (end - a - 1) > _PAIR_LIMIT:
+        if pairs > 0 and pairs + (end - a - 1) > pair_limit:
             _fold(acc, rows, num_units, num_half, counts, zero_lag)
             pairs = 0
         pairs += end - a - 1
@@ -279,8 +284,8 @@ def compute_correlograms(sample_index, unit_index, num_units, sampling_frequency
     counts = np.zeros((k, k, 2 * num_half), dtype=np.int64)
     if t.size < 2:
         return counts, edges
-    if t.size > _PAIR_LIMIT:
-        raise InputError(f"{t.size} spikes: at most {_PAIR_LIMIT} are supported",
+    if t.size > _MAX_SPIKES:
+        raise InputError(f"{t.size} spikes: at most {_MAX_SPIKES} are supported",
                          field="sample_index")
     pairs = _forward_pairs(t, u, half, k)
     if not pairs.any():
@@ -301,7 +306,7 @@ def compute_correlograms(sample_index, unit_index, num_units, sampling_frequency
         for rows in blocks:
             row_of_unit[rows] = np.arange(rows.size, dtype=np.int32)
             _scan(t, unit_slot, u, row_of_unit, rows, half, num_half, slot_of_lag, k, acc,
-                  counts, zero_lag)
+                  counts, zero_lag, _PAIR_LIMIT)
             row_of_unit[rows] = -1
 
     if len(plan) == 1:
