@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from spikeviz.compute.templates import PEAK_SIGNS, peak_channels, radius_sparsity
+from spikeviz.compute.unit_templates import PEAK_SIGNS, peak_channels, radius_sparsity
 from spikeviz.errors import InputError
 
 _COM_FEATURES = ("ptp", "mean", "energy", "peak_voltage")

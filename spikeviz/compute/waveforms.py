@@ -16,8 +16,8 @@ With ``n_jobs > 1`` chunks are processed by a thread pool (the numba kernels rel
 ``read_raw`` is only ever called from the calling thread, one chunk at a time, and at most
 ``n_jobs`` chunks are held at once.
 
-Templates, peak channels and sparsity live in :mod:`spikeviz.compute.templates` and are
-re-exported here.
+Templates, peak channels and sparsity live in :mod:`spikeviz.compute.unit_templates` (not
+``templates``: that name is the ``sv.compute.templates`` function) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -31,20 +31,22 @@ import numba
 import numpy as np
 
 from spikeviz.compute.spikes import order_by_unit, unit_offsets
-from spikeviz.compute.templates import (  # re-exported
+from spikeviz.compute.unit_templates import (  # public names re-exported
+    _split,
     compute_templates,
     peak_amplitudes,
     peak_channels,
     peak_shifts,
     radius_sparsity,
     sparsity_from_templates,
+    sparsity_mask,
 )
 from spikeviz.errors import InputError
 
 __all__ = [
     "accumulate_templates", "compute_spike_amplitudes", "compute_templates",
     "extract_waveforms", "peak_amplitudes", "peak_channels", "peak_shifts", "radius_sparsity",
-    "select_random_spikes", "sparsity_from_templates",
+    "select_random_spikes", "sparsity_from_templates", "sparsity_mask",
 ]
 
 
@@ -149,11 +151,6 @@ def _run_chunks(read_raw, num_samples, num_channels, sample_index, groups, left,
             f.result()
 
 
-def _channel_slices(num_channels, n_jobs):
-    edges = np.linspace(0, num_channels, min(n_jobs, max(num_channels, 1)) + 1).astype(int)
-    return [(int(a), int(b)) for a, b in pairwise(edges) if b > a]
-
-
 # -- kernels -----------------------------------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
 def _snippets_dense(traces, lo, samples, i0, i1, nbefore, gains, offsets, out):
@@ -196,15 +193,20 @@ def _accumulate(traces, lo, samples, units, i0, i1, nbefore, gains, offsets, c0,
                 sums, squares):
     n_rows = traces.shape[0]
     num_t = sums.shape[1]
+    gain = gains[c0:c1]
+    offset = offsets[c0:c1]
     for k in range(i0, i1):
         u = units[k]
         start = samples[k] - nbefore - lo
         for t in range(max(0, -start), min(num_t, n_rows - start)):
-            r = start + t
-            for c in range(c0, c1):
-                v = traces[r, c] * gains[c] + offsets[c]
-                sums[u, t, c] += v
-                squares[u, t, c] += v * v
+            # 1-D views of one row: lets LLVM vectorise the channel loop
+            row = traces[start + t, c0:c1]
+            total = sums[u, t, c0:c1]
+            square = squares[u, t, c0:c1]
+            for c in range(c1 - c0):
+                v = row[c] * gain[c] + offset[c]
+                total[c] += v
+                square[c] += v * v
 
 
 @numba.njit(cache=True, nogil=True)
@@ -341,7 +343,7 @@ def accumulate_templates(read_raw, num_samples, spike_sample_index, spike_unit_i
     shape = (num_units, nbefore + nafter, num_channels)
     sums = np.zeros(shape, dtype=np.float64)
     squares = np.zeros(shape, dtype=np.float64)
-    slices = _channel_slices(num_channels, n_jobs)
+    slices = _split(num_channels, n_jobs)
 
     def make_tasks(i0, i1, traces, lo):
         return [lambda c0=c0, c1=c1: _accumulate(traces, lo, samples, units, i0, i1, nbefore,

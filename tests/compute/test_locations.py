@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from spikeviz.compute.locations import compute_unit_locations
-from spikeviz.compute.templates import radius_sparsity
+from spikeviz.compute.unit_templates import radius_sparsity
 from spikeviz.errors import InputError
 
 from .test_waveforms import build_si_case

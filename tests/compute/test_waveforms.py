@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spikeviz.compute.templates import sparsity_mask
+from spikeviz.compute.unit_templates import sparsity_mask
 from spikeviz.compute.waveforms import (
     accumulate_templates,
     compute_spike_amplitudes,
@@ -468,6 +468,9 @@ def test_templates_equal_numpy_for_zero_one_and_even_counts():
             sel = wfs[units == u].astype(np.float64)
             want = fn(sel, axis=0) if sel.size else np.zeros((7, 3))
             np.testing.assert_allclose(out[op][u], want, rtol=1e-6, atol=1e-4)
+    threaded = compute_templates(wfs, units, 6, operators=("median", "average", "std"), n_jobs=2)
+    for op in out:
+        np.testing.assert_array_equal(threaded[op], out[op])
     np.testing.assert_array_equal(out["average"][1], wfs[0])  # a single spike
     assert not out["std"][1].any()
     assert not out["median"][0].any() and not out["average"][5].any()  # no spike

@@ -17,6 +17,9 @@ with -1 (K is the largest channel count of any unit).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
+
 import numba
 import numpy as np
 
@@ -29,17 +32,22 @@ OPERATORS = ("average", "std", "median")
 
 # -- templates from snippets -------------------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
-def _sum_by_unit(waveforms, units, sums, squares, with_squares):
+def _sum_by_unit(waveforms, units, sums, squares, with_squares, c0, c1):
     num_t = waveforms.shape[1]
-    num_c = waveforms.shape[2]
     for k in range(waveforms.shape[0]):
         u = units[k]
         for t in range(num_t):
-            for c in range(num_c):
-                v = np.float64(waveforms[k, t, c])
-                sums[u, t, c] += v
-                if with_squares:
-                    squares[u, t, c] += v * v
+            row = waveforms[k, t, c0:c1]
+            total = sums[u, t, c0:c1]
+            if with_squares:
+                square = squares[u, t, c0:c1]
+                for c in range(c1 - c0):
+                    v = np.float64(row[c])
+                    total[c] += v
+                    square[c] += v * v
+            else:
+                for c in range(c1 - c0):
+                    total[c] += row[c]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -68,10 +76,10 @@ def _select(values, n, rank):
 
 
 @numba.njit(cache=True, nogil=True)
-def _median_by_unit(waveforms, order, offsets, out):
+def _median_by_unit(waveforms, order, offsets, unit_list, out):
     num_t = waveforms.shape[1]
     num_c = waveforms.shape[2]
-    for u in range(offsets.shape[0] - 1):
+    for u in unit_list:
         first = offsets[u]
         n = offsets[u + 1] - first
         if n == 0:
@@ -96,15 +104,32 @@ def _median_by_unit(waveforms, order, offsets, out):
                     out[u, t, c] = 0.5 * (lower + upper)
 
 
+def _split(n, parts):
+    edges = np.linspace(0, n, max(1, min(parts, n)) + 1).astype(int)
+    return [(int(a), int(b)) for a, b in pairwise(edges)]
+
+
+def _threads(n_jobs, tasks):
+    """Run callables, on ``n_jobs`` threads when more than one (the kernels release the GIL)."""
+    if n_jobs == 1 or len(tasks) < 2:
+        for task in tasks:
+            task()
+        return
+    with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+        for future in [pool.submit(task) for task in tasks]:
+            future.result()
+
+
 def compute_templates(waveforms, spike_unit_index, num_units,
-                      operators=("average", "std", "median")) -> dict[str, np.ndarray]:
+                      operators=("average", "std", "median"), n_jobs=1) -> dict[str, np.ndarray]:
     """Per-unit statistics of snippets: ``{operator: float32 (num_units, T, C)}`` in µV.
 
     ``waveforms`` is ``(n_spikes, T, C)`` (e.g. from ``extract_waveforms``), ``spike_unit_index``
     the unit position of each snippet. "average" is the mean, "std" the population standard
     deviation (ddof=0, like ``numpy.std`` in SpikeInterface's templates extension), "median" the
     element-wise median (mean of the two middle values for an even count). Sums are float64.
-    Units without spikes get zeros.
+    Units without spikes get zeros. ``n_jobs`` threads split the channels (average, std) and
+    the units (median).
     """
     waveforms = np.asarray(waveforms)
     if waveforms.ndim != 3:
@@ -122,6 +147,9 @@ def compute_templates(waveforms, spike_unit_index, num_units,
         raise InputError(f"spike_unit_index must hold one unit position in [0, {num_units}) per "
                          f"snippet ({n})", field="spike_unit_index")
     units = units.astype(np.int64, copy=False)
+    n_jobs = int(n_jobs)
+    if n_jobs < 1:
+        raise InputError(f"n_jobs must be >= 1, got {n_jobs}", field="n_jobs")
     shape = (num_units, *waveforms.shape[1:])
     counts = np.bincount(units, minlength=num_units).astype(np.float64)[:, None, None]
     empty = counts[:, 0, 0] == 0
@@ -130,7 +158,10 @@ def compute_templates(waveforms, spike_unit_index, num_units,
         with_std = "std" in operators
         sums = np.zeros(shape, dtype=np.float64)
         squares = np.zeros(shape if with_std else (0, 0, 0), dtype=np.float64)
-        _sum_by_unit(waveforms, units, sums, squares, with_std)
+        _threads(n_jobs, [
+            (lambda c0=c0, c1=c1: _sum_by_unit(waveforms, units, sums, squares, with_std,
+                                               c0, c1))
+            for c0, c1 in _split(shape[2], n_jobs)])
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = sums / counts
         mean[empty] = 0.0
@@ -145,7 +176,12 @@ def compute_templates(waveforms, spike_unit_index, num_units,
         median = np.zeros(shape, dtype=np.float32)
         offsets = unit_offsets(units, num_units)
         order, _ = order_by_unit(units, np.zeros(n, dtype=np.int64), offsets)
-        _median_by_unit(waveforms, order, offsets, median)
+        # units dealt round-robin, largest first, to balance the threads
+        by_size = np.argsort(-np.diff(offsets), kind="stable")
+        _threads(n_jobs, [
+            (lambda part=by_size[j::n_jobs]: _median_by_unit(waveforms, order, offsets,
+                                                             part, median))
+            for j in range(min(n_jobs, max(num_units, 1)))])
         result["median"] = median
     return {op: result[op] for op in operators}
 
