@@ -49,8 +49,9 @@ from .spikes import first_unsorted
 # An int32 accumulator cannot overflow while it has seen fewer pairs than this; one spike has
 # fewer than _MAX_SPIKES partners.
 _PAIR_LIMIT = _MAX_SPIKES = int(np.iinfo(np.int32).max)
-# Upper bound on one worker's int32 accumulator (at least one unit row is always allowed).
-_ACCUMULATOR_BYTES = 256 * 2**20
+# Size of one block's int32 accumulator: small enough to stay in cache (at least one unit row
+# is always allowed). Units are processed in blocks of rows of this size.
+_ACCUMULATOR_BYTES = 2 * 2**20
 
 
 # -- input checks shared with rates.py --------------------------------------------------------
@@ -195,21 +196,44 @@ def _fold(acc, rows, num_units, num_half, counts, zero_lag):
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(sample_index, unit_slot, unit_index, row_of_unit, rows, half, num_half, slot_of_lag,
-          num_units, acc, counts, zero_lag, pair_limit):
-    """Count every pair whose earlier spike belongs to a unit of ``rows``.
+def _group_by_block(unit_index, block_of_unit, num_blocks):
+    """Spike positions grouped by block (time order kept inside a block) and block offsets.
+
+    Spikes of units in no block (``block_of_unit == -1``) are left out.
+    """
+    offsets = np.zeros(num_blocks + 1, dtype=np.int64)
+    for i in range(unit_index.shape[0]):
+        b = block_of_unit[unit_index[i]]
+        if b >= 0:
+            offsets[b + 1] += 1
+    for b in range(num_blocks):
+        offsets[b + 1] += offsets[b]
+    order = np.empty(offsets[num_blocks], dtype=np.int64)
+    cursor = offsets[:-1].copy()
+    for i in range(unit_index.shape[0]):
+        b = block_of_unit[unit_index[i]]
+        if b >= 0:
+            order[cursor[b]] = i
+            cursor[b] += 1
+    return order, offsets
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan(sample_index, unit_index, order, row_of_unit, rows, half, num_half, slot_of_lag,
+          acc, counts, zero_lag, pair_limit):
+    """Count every pair whose earlier spike is one of ``order`` (the spikes of ``rows``).
 
     The int32 accumulator is folded into the int64 counts before it has seen more than
     ``pair_limit`` pairs, so it cannot overflow.
     """
     n = sample_index.shape[0]
-    row_size = np.uint64(num_units * (2 * num_half + 1))
+    num_units = counts.shape[0]
+    num_slots = np.uint64(2 * num_half + 1)
+    row_size = np.uint64(num_units) * num_slots
     end = 0
     pairs = 0
-    for a in range(n):
-        r = row_of_unit[unit_index[a]]
-        if r < 0:
-            continue
+    for p in range(order.shape[0]):
+        a = order[p]
         ta = sample_index[a]
         if end <= a:
             end = a + 1
@@ -219,9 +243,10 @@ def _scan(sample_index, unit_slot, unit_index, row_of_unit, rows, half, num_half
             _fold(acc, rows, num_units, num_half, counts, zero_lag)
             pairs = 0
         pairs += end - a - 1
-        row = acc[np.uint64(r) * row_size:]
+        row = acc[np.uint64(row_of_unit[unit_index[a]]) * row_size:]
         for c in range(np.uint64(a + 1), np.uint64(end)):
-            row[unit_slot[c] + slot_of_lag[np.uint64(sample_index[c] - ta)]] += np.int32(1)
+            row[np.uint64(unit_index[c]) * num_slots
+                + slot_of_lag[np.uint64(sample_index[c] - ta)]] += np.int32(1)
     _fold(acc, rows, num_units, num_half, counts, zero_lag)
 
 
@@ -241,20 +266,18 @@ def _isi_kernel(sample_index, unit_index, window, bin_of_interval, hist):
 
 
 # -- planning --------------------------------------------------------------------------------
-def _plan(pairs_per_unit: np.ndarray, workers: int, max_rows: int) -> list[list[np.ndarray]]:
-    """Units per worker (balanced by pair count, largest first), cut into row blocks."""
-    loads = [0] * workers
-    groups: list[list[int]] = [[] for _ in range(workers)]
-    for unit in np.argsort(-pairs_per_unit, kind="stable"):
-        w = loads.index(min(loads))
-        groups[w].append(int(unit))
-        loads[w] += int(pairs_per_unit[unit])
-    plan = []
-    for group in groups:
-        if group:
-            units = np.sort(np.asarray(group, dtype=np.int32))
-            plan.append([units[s:s + max_rows] for s in range(0, units.size, max_rows)])
-    return plan
+def _blocks(pairs_per_unit: np.ndarray, workers: int, max_rows: int) -> list[np.ndarray]:
+    """Units with pairs, in blocks of at most ``max_rows``, balanced by pair count."""
+    active = np.flatnonzero(pairs_per_unit)
+    num_blocks = max(-(-active.size // max_rows), min(workers, active.size))
+    loads = np.zeros(num_blocks, dtype=np.int64)
+    members: list[list[int]] = [[] for _ in range(num_blocks)]
+    for unit in active[np.argsort(-pairs_per_unit[active], kind="stable")]:
+        room = [b for b in range(num_blocks) if len(members[b]) < max_rows]
+        b = min(room, key=lambda b: loads[b])
+        members[b].append(int(unit))
+        loads[b] += pairs_per_unit[unit]
+    return [np.sort(np.asarray(m, dtype=np.int64)) for m in members if m]
 
 
 def compute_correlograms(sample_index, unit_index, num_units, sampling_frequency,
@@ -295,25 +318,27 @@ def compute_correlograms(sample_index, unit_index, num_units, sampling_frequency
                          field="unit_indices")
     zero_lag = np.zeros((k, k), dtype=np.int64)
     slot_of_lag = _slot_table(half, bin_samples)
-    unit_slot = u.astype(np.uint32) * np.uint32(num_slots)
     max_rows = max(1, _ACCUMULATOR_BYTES // (4 * k * num_slots))
-    plan = _plan(pairs, max(1, min(workers, int(np.count_nonzero(pairs)))), max_rows)
+    blocks = _blocks(pairs, workers, max_rows)
+    block_of_unit = np.full(k, -1, dtype=np.int32)
+    row_of_unit = np.zeros(k, dtype=np.int32)
+    for b, rows in enumerate(blocks):
+        block_of_unit[rows] = b
+        row_of_unit[rows] = np.arange(rows.size)
+    order, offsets = _group_by_block(u, block_of_unit, len(blocks))
 
-    def work(blocks):
-        acc = np.zeros(min(max_rows, max(b.size for b in blocks)) * k * num_slots,
-                       dtype=np.int32)
-        row_of_unit = np.full(k, -1, dtype=np.int32)
-        for rows in blocks:
-            row_of_unit[rows] = np.arange(rows.size, dtype=np.int32)
-            _scan(t, unit_slot, u, row_of_unit, rows, half, num_half, slot_of_lag, k, acc,
-                  counts, zero_lag, _PAIR_LIMIT)
-            row_of_unit[rows] = -1
+    def work(b):
+        rows = blocks[b]
+        acc = np.zeros(rows.size * k * num_slots, dtype=np.int32)
+        _scan(t, u, order[offsets[b]:offsets[b + 1]], row_of_unit, rows, half, num_half,
+              slot_of_lag, acc, counts, zero_lag, _PAIR_LIMIT)
 
-    if len(plan) == 1:
-        work(plan[0])
+    if workers == 1 or len(blocks) == 1:
+        for b in range(len(blocks)):
+            work(b)
     else:
-        with ThreadPoolExecutor(len(plan)) as pool:
-            list(pool.map(work, plan))
+        with ThreadPoolExecutor(min(workers, len(blocks))) as pool:
+            list(pool.map(work, range(len(blocks))))
     counts[:, :, num_half] += zero_lag
     return counts, edges
 
