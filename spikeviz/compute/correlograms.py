@@ -25,13 +25,15 @@ is recorded in an int32 accumulator ``acc[i, j, slot]`` where ``slot = 2 * (lag 
 lag that is an exact multiple of the bin and ``2 * (lag // bin) + 1`` otherwise, so that both
 the pair's own bin (floor of ``+lag``) and its mirror bin (floor of ``-lag``, i.e. minus the
 ceiling of ``+lag``) can be rebuilt exactly when the accumulator is folded into the int64
-counts. Threads work on disjoint sets of reference units, so they fold into disjoint parts of
-the shared output without locks.
+counts. Reference units are processed in blocks whose accumulator rows fit in ~2 MB of cache,
+each block's spikes in time order; blocks go to worker threads (``n_jobs``), and since a block
+owns its rows they fold into disjoint parts of the shared output without locks. The int32
+accumulator is folded before it has seen 2**31 pairs, so it cannot overflow.
 
-Memory: the result is ``k * k * num_bins`` int64 (1000 units x 100 bins = 800 MB); each worker
-thread adds an int32 accumulator of at most ``_ACCUMULATOR_BYTES`` (units are processed in
-blocks of rows when all ``k`` rows would not fit). Ask for a subset (``unit_indices``) when
-``k`` is large.
+Memory: the result is ``k * k * num_bins`` int64 (1000 units x 100 bins = 800 MB: ask for a
+subset with ``unit_indices`` when ``k`` is large), plus a ``k * k`` int64 zero-lag table,
+4 bytes per spike (spike positions grouped by block) and one ~2 MB accumulator per running
+block (one unit row, ``4 * k * (num_bins + 1)`` bytes, when that is larger).
 """
 
 from __future__ import annotations
@@ -208,7 +210,7 @@ def _group_by_block(unit_index, block_of_unit, num_blocks):
             offsets[b + 1] += 1
     for b in range(num_blocks):
         offsets[b + 1] += offsets[b]
-    order = np.empty(offsets[num_blocks], dtype=np.int64)
+    order = np.empty(offsets[num_blocks], dtype=np.int32)
     cursor = offsets[:-1].copy()
     for i in range(unit_index.shape[0]):
         b = block_of_unit[unit_index[i]]
