@@ -47,10 +47,8 @@ def compute_template_similarity(templates, sparse_channel_indices=None, method="
     out = np.zeros((num_units, num_units), dtype=np.float64)
     if num_units == 0:
         return out
-    x *= mask[:, None, :]
-    dense_mask = bool(mask.all())
-    if dense_mask and method != "l1":
-        best = _similarity_blas(x, n, method)
+    if mask.all() and method != "l1":
+        best = _similarity_blas(np.asarray(x, dtype=np.float64), n, method)
     else:
         best = _similarity_pairs(x, mask, n, method, support, n_jobs)
     upper = np.triu(best)
@@ -66,10 +64,11 @@ def _validate(templates, sparse_channel_indices, method, max_lag_samples, suppor
     if support not in _SUPPORTS:
         raise InputError(f"support must be one of {_SUPPORTS}, got {support!r}",
                          field="support")
-    x = np.array(templates, dtype=np.float64)  # a copy: it is masked in place
-    if x.ndim != 3:
-        raise InputError(f"templates must be (units, samples, channels), got shape {x.shape}",
-                         field="templates")
+    x = np.asarray(templates)
+    if x.ndim != 3 or not (np.issubdtype(x.dtype, np.floating)
+                           or np.issubdtype(x.dtype, np.integer)):
+        raise InputError("templates must be real numbers (units, samples, channels), got "
+                         f"{x.dtype} {x.shape}", field="templates")
     if not np.isfinite(x).all():
         raise InputError("templates contain NaN or inf (use zeros for units without spikes)",
                          field="templates")
@@ -95,12 +94,12 @@ def _validate(templates, sparse_channel_indices, method, max_lag_samples, suppor
     return x, mask, method, support, n
 
 
-def _window_totals(x, n, power):
-    """Per-unit sum of |x|**power over the source window and each lag's target window."""
-    num_samples = x.shape[1]
+def _window_totals(per_t, n):
+    """Sums of ``per_t`` (units, samples) over the source window and each lag's target
+    window: ``(src (units,), tgt (lags, units))``."""
+    num_samples = per_t.shape[1]
     length = num_samples - 2 * n
-    per_t = (x * x).sum(axis=2) if power == 2 else np.abs(x).sum(axis=2)
-    cs = np.zeros((x.shape[0], num_samples + 1))
+    cs = np.zeros((per_t.shape[0], num_samples + 1))
     np.cumsum(per_t, axis=1, out=cs[:, 1:])
     src = per_t[:, n:n + length].sum(axis=1)
     starts = np.arange(2 * n + 1)  # target window for lag s starts at n + s = starts[s + n]
@@ -114,7 +113,7 @@ def _similarity_blas(x, n, method):
     length = num_samples - 2 * n
     flat = x.reshape(num_units, -1)
     src = flat[:, n * num_channels:(n + length) * num_channels]
-    src_sq, tgt_sq = _window_totals(x, n, 2)
+    src_sq, tgt_sq = _window_totals(np.einsum("utc,utc->ut", x, x), n)
     na = np.sqrt(src_sq)
     best = np.full((num_units, num_units), -np.inf)
     for lag in range(2 * n + 1):
@@ -142,7 +141,7 @@ def _similarity_pairs(x, mask, n, method, support, n_jobs):
     width = max(int(counts.max()), 1)
     chans = np.full((num_units, width), -1, dtype=np.int64)
     slot = np.full((num_units, num_channels), -1, dtype=np.int64)
-    data = np.zeros((num_units, width, num_samples))
+    data = np.zeros((num_units, width, num_samples))  # each unit's channels only
     for u in range(num_units):  # per unit, not per spike: 1000 iterations at most ~ms
         ch = np.flatnonzero(mask[u])
         chans[u, :ch.size] = ch
@@ -151,7 +150,8 @@ def _similarity_pairs(x, mask, n, method, support, n_jobs):
     m = mask.astype(np.float32)
     shared = (m @ m.T) > 0
     pi, pj = np.nonzero(np.triu(shared))
-    src, tgt = _window_totals(x, n, 1 if method == "l1" else 2)
+    per_t = np.abs(data).sum(axis=1) if method == "l1" else np.einsum("ukt,ukt->ut", data, data)
+    src, tgt = _window_totals(per_t, n)
     best = np.zeros((num_units, num_units))
     if support == "dense" and method == "l2":
         # Pairs with no shared channel: |a - b|² = |a|² + |b|²; the kernel overwrites the rest.
