@@ -120,6 +120,27 @@ def _threads(n_jobs, tasks):
             future.result()
 
 
+def moments(sums, squares, counts):
+    """float32 ``(mean, std)`` from float64 per-unit sums and sums of squares ``(units, ...)``.
+
+    Population std (ddof=0); units with a count of 0 get zeros. Works in place on ``sums``
+    and ``squares`` (no full-size temporaries); ``squares`` may be empty (std is then None).
+    """
+    for u in range(sums.shape[0]):
+        if counts[u] == 0:
+            continue
+        sums[u] /= counts[u]
+        if squares.size:
+            squares[u] /= counts[u]
+            squares[u] -= sums[u] * sums[u]
+    mean = sums.astype(np.float32)
+    if not squares.size:
+        return mean, None
+    np.maximum(squares, 0.0, out=squares)
+    np.sqrt(squares, out=squares)
+    return mean, squares.astype(np.float32)
+
+
 def compute_templates(waveforms, spike_unit_index, num_units,
                       operators=("average", "std", "median"), n_jobs=1) -> dict[str, np.ndarray]:
     """Per-unit statistics of snippets: ``{operator: float32 (num_units, T, C)}`` in µV.
@@ -151,8 +172,6 @@ def compute_templates(waveforms, spike_unit_index, num_units,
     if n_jobs < 1:
         raise InputError(f"n_jobs must be >= 1, got {n_jobs}", field="n_jobs")
     shape = (num_units, *waveforms.shape[1:])
-    counts = np.bincount(units, minlength=num_units).astype(np.float64)[:, None, None]
-    empty = counts[:, 0, 0] == 0
     result = {}
     if "average" in operators or "std" in operators:
         with_std = "std" in operators
@@ -162,16 +181,11 @@ def compute_templates(waveforms, spike_unit_index, num_units,
             (lambda c0=c0, c1=c1: _sum_by_unit(waveforms, units, sums, squares, with_std,
                                                c0, c1))
             for c0, c1 in _split(shape[2], n_jobs)])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = sums / counts
-        mean[empty] = 0.0
+        mean, std = moments(sums, squares, np.bincount(units, minlength=num_units))
         if "average" in operators:
-            result["average"] = mean.astype(np.float32)
+            result["average"] = mean
         if with_std:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                var = squares / counts - mean * mean
-            var[empty] = 0.0
-            result["std"] = np.sqrt(np.maximum(var, 0.0)).astype(np.float32)
+            result["std"] = std
     if "median" in operators:
         median = np.zeros(shape, dtype=np.float32)
         offsets = unit_offsets(units, num_units)

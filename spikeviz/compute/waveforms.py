@@ -34,6 +34,7 @@ from spikeviz.compute.spikes import order_by_unit, unit_offsets
 from spikeviz.compute.unit_templates import (  # public names re-exported
     _split,
     compute_templates,
+    moments,
     peak_amplitudes,
     peak_channels,
     peak_shifts,
@@ -352,14 +353,7 @@ def accumulate_templates(read_raw, num_samples, spike_sample_index, spike_unit_i
     groups = _chunk_groups(samples, num_samples, chunk_samples)
     _run_chunks(read_raw, num_samples, num_channels, samples, groups, nbefore, nafter,
                 make_tasks, min(n_jobs, len(slices)) or 1, barrier=True)
-    counts = np.bincount(units, minlength=num_units).astype(np.float64)[:, None, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums / counts
-        var = squares / counts - mean * mean
-    mean[counts[:, 0, 0] == 0] = 0.0
-    var[counts[:, 0, 0] == 0] = 0.0
-    np.maximum(var, 0.0, out=var)
-    return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+    return moments(sums, squares, np.bincount(units, minlength=num_units))
 
 
 def compute_spike_amplitudes(read_raw, num_samples, sample_index, unit_index,
