@@ -32,7 +32,7 @@ import numpy as np
 from spikeviz.compute.spikes import order_by_unit, unit_offsets
 from spikeviz.errors import InputError
 
-_DENSE_BLOCK = 4096  # snippets per block in the dense case
+_DENSE_BLOCK_VALUES = 1 << 24  # snippet values per block in the dense case (128 MB in float64)
 
 
 def _unit_labels(spike_unit_index, n, num_units):
@@ -62,8 +62,9 @@ def _groups(waveforms, spike_unit_index, sparse_channel_indices, num_channels,
             labels = _unit_labels(spike_unit_index, n, None)
             rows = rows[np.bincount(labels)[labels] >= min_snippets]
         slots = np.arange(k)
-        for start in range(0, rows.size, _DENSE_BLOCK):
-            yield rows[start:start + _DENSE_BLOCK], slots, slots
+        block = max(1, _DENSE_BLOCK_VALUES // max(waveforms.shape[1] * k, 1))
+        for start in range(0, rows.size, block):
+            yield rows[start:start + block], slots, slots
         return
     chans = np.asarray(sparse_channel_indices)
     if chans.ndim != 2 or chans.shape[1] != k:

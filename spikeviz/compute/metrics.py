@@ -43,7 +43,7 @@ DEFAULT_PARAMS = {
     "bin_size_s": 5.0, "percentiles": (5, 95),                      # firing_range
 }
 
-_MAX_BINNED_CELLS = 1 << 24   # units x bins counted per pass (int64: 128 MB)
+_MAX_BINNED_CELLS = 1 << 22   # units x bins counted per pass (int64: 32 MB)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -104,10 +104,21 @@ def _binned_blocks(sample_index, unit_index, num_units, bin_samples, num_bins):
 
 def _spike_vector(sample_index, unit_index, num_units):
     sample_index = np.ascontiguousarray(sample_index, dtype=np.int64)
-    unit_index = np.ascontiguousarray(unit_index)
+    unit_index, num_units = _unit_index(unit_index, num_units)
     if sample_index.ndim != 1 or unit_index.shape != sample_index.shape:
         raise InputError(f"sample_index {sample_index.shape} and unit_index {unit_index.shape} "
                          "must be 1-D of the same length", field="unit_index")
+    return sample_index, unit_index, num_units
+
+
+def _unit_index(unit_index, num_units):
+    """int32 unit positions, checked to be in [0, num_units)."""
+    unit_index = np.ascontiguousarray(unit_index)
+    if unit_index.ndim != 1:
+        raise InputError(f"unit_index must be 1-D, got shape {unit_index.shape}",
+                         field="unit_index")
+    if unit_index.size == 0:
+        unit_index = unit_index.astype(np.int32)
     if not np.issubdtype(unit_index.dtype, np.integer):
         raise InputError(f"unit_index must be integers, got {unit_index.dtype}",
                          field="unit_index")
@@ -117,7 +128,7 @@ def _spike_vector(sample_index, unit_index, num_units):
     if unit_index.size and (unit_index.min() < 0 or unit_index.max() >= num_units):
         raise InputError(f"unit_index must be in [0, {num_units}), got values in "
                          f"[{unit_index.min()}, {unit_index.max()}]", field="unit_index")
-    return sample_index, unit_index.astype(np.int32, copy=False), num_units
+    return unit_index.astype(np.int32, copy=False), num_units
 
 
 def _bin_samples(bin_s, sampling_frequency, field):
@@ -247,7 +258,7 @@ def snr(peak_amplitudes, noise_levels, peak_channels) -> np.ndarray:
 
 def _grouped(amplitudes, unit_index, num_units, grouping):
     amplitudes = np.asarray(amplitudes)
-    unit_index = np.asarray(unit_index)
+    unit_index, num_units = _unit_index(unit_index, num_units)
     if amplitudes.shape != unit_index.shape:
         raise InputError(f"amplitudes {amplitudes.shape} must have one value per spike "
                          f"{unit_index.shape}", field="amplitudes")
@@ -376,43 +387,34 @@ def compute_quality_metrics(sample_index, unit_index, num_units, sampling_freque
     num_samples = int(num_samples)
     if num_samples < 1:
         raise InputError(f"num_samples must be >= 1, got {num_samples}", field="num_samples")
-    given = {"amplitudes": amplitudes is not None, "peak_amplitudes": peak_amplitudes is not None,
-             "noise_levels": noise_levels is not None, "peak_channels": peak_channels is not None,
-             "pc_projections": pc_projections is not None,
-             "pc_spike_indices": pc_spike_indices is not None,
-             "pc_unit_channels": pc_unit_channels is not None}
+    given = {k: v is not None for k, v in dict(
+        amplitudes=amplitudes, peak_amplitudes=peak_amplitudes, noise_levels=noise_levels,
+        peak_channels=peak_channels, pc_projections=pc_projections,
+        pc_spike_indices=pc_spike_indices, pc_unit_channels=pc_unit_channels).items()}
     names = _requested(metric_names, given)
+    wanted = set(names).__contains__
     duration_s = num_samples / fs
-    counts = num_spikes(unit_index, num_units)
-    out: dict[str, np.ndarray] = {}
-    if "num_spikes" in names:
-        out["num_spikes"] = counts
-    if "firing_rate" in names:
-        out["firing_rate"] = firing_rate(counts, duration_s)
-    if "presence_ratio" in names:
+    out = {"num_spikes": num_spikes(unit_index, num_units)}
+    out["firing_rate"] = firing_rate(out["num_spikes"], duration_s)
+    if wanted("presence_ratio"):
         out["presence_ratio"] = presence_ratio(sample_index, unit_index, num_units, num_samples,
                                                fs, p["bin_duration_s"],
                                                p["mean_fr_ratio_thresh"])
-    if "isi_violations_ratio" in names or "isi_violations_count" in names:
-        ratio, count = isi_violations(sample_index, unit_index, num_units, fs, duration_s,
-                                      p["isi_threshold_ms"], p["min_isi_ms"])
-        if "isi_violations_ratio" in names:
-            out["isi_violations_ratio"] = ratio
-        if "isi_violations_count" in names:
-            out["isi_violations_count"] = count
-    if "snr" in names:
+    if wanted("isi_violations_ratio") or wanted("isi_violations_count"):
+        out["isi_violations_ratio"], out["isi_violations_count"] = isi_violations(
+            sample_index, unit_index, num_units, fs, duration_s, p["isi_threshold_ms"],
+            p["min_isi_ms"])
+    if wanted("snr"):
         out["snr"] = snr(peak_amplitudes, noise_levels, peak_channels)
-    if "amplitude_cutoff" in names or "amplitude_median" in names:
+    if wanted("amplitude_cutoff") or wanted("amplitude_median"):
         offsets = unit_offsets(unit_index, num_units)
         grouping = (order_by_unit(unit_index, sample_index, offsets)[0], offsets)
-        if "amplitude_cutoff" in names:
+        if wanted("amplitude_cutoff"):
             out["amplitude_cutoff"] = amplitude_cutoff(
                 amplitudes, unit_index, num_units, p["num_histogram_bins"],
                 p["histogram_smoothing_value"], p["amplitudes_bins_min_ratio"], grouping)
-        if "amplitude_median" in names:
-            out["amplitude_median"] = amplitude_median(amplitudes, unit_index, num_units,
-                                                       grouping)
-    if "firing_range" in names:
+        out["amplitude_median"] = amplitude_median(amplitudes, unit_index, num_units, grouping)
+    if wanted("firing_range"):
         out["firing_range"] = firing_range(sample_index, unit_index, num_units, num_samples, fs,
                                            p["bin_size_s"], p["percentiles"])
     pc_names = [m for m in names if m in PC_METRIC_NAMES]
@@ -424,4 +426,4 @@ def compute_quality_metrics(sample_index, unit_index, num_units, sampling_freque
                              field="pc_spike_indices")
         out.update(pc_metrics(pc_projections, unit_index[pc_spike_indices], pc_unit_channels,
                               peak_channels, num_units, pc_names))
-    return {m: out[m] for m in METRIC_NAMES if m in out}
+    return {m: out[m] for m in names}
