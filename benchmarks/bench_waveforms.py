@@ -55,10 +55,55 @@ def si_recording(d):
     return rec
 
 
+def first_and_warm_call(num_channels, nbefore, nafter):
+    """Time of the first call of every kernel in this process, and of a warm call."""
+    from spikeviz.compute.waveforms import (
+        accumulate_templates,
+        compute_spike_amplitudes,
+        compute_templates,
+        extract_waveforms,
+    )
+    tiny = np.zeros((200, num_channels), dtype=np.int16)
+    samples, units = np.array([50, 120]), np.array([0, 1])
+    gains, offsets = np.ones(num_channels), np.zeros(num_channels)
+
+    def call():
+        wf = extract_waveforms(lambda a, b: tiny[a:b], 200, samples, nbefore, nafter, gains,
+                               offsets)
+        compute_templates(wf, units, 2)
+        accumulate_templates(lambda a, b: tiny[a:b], 200, samples, units, 2, nbefore, nafter,
+                             gains, offsets)
+        compute_spike_amplitudes(lambda a, b: tiny[a:b], 200, samples, units, [0, 1], [0, 0],
+                                 gains, offsets)
+    t0 = time.perf_counter()
+    call()
+    first = time.perf_counter() - t0
+    warm, _ = best_of(call, 3)
+    return first, warm
+
+
+def fresh_compile_s(num_channels):
+    """First-call time in a new process whose numba cache directory is empty."""
+    import os
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as cache:
+        out = subprocess.run([sys.executable, __file__, "--first-call", str(num_channels)],
+                             env={**os.environ, "NUMBA_CACHE_DIR": cache}, check=True,
+                             capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="60 s of the dataset")
+    parser.add_argument("--first-call", type=int, metavar="CHANNELS",
+                        help=argparse.SUPPRESS)  # internal: time a first call and exit
     args = parser.parse_args()
+    if args.first_call:
+        first, _ = first_and_warm_call(args.first_call, 30, 60)
+        print(f"first call {first}")
+        return
 
     import spikeinterface.core as sc
     import spikeinterface.postprocessing  # noqa: F401  (registers spike_amplitudes)
@@ -94,24 +139,11 @@ def main():
           f"{fs:g} Hz, {num_units} units, {samples.size:,} spikes; {MAX_SPIKES} spikes/unit, "
           f"{MS_BEFORE} ms / {MS_AFTER} ms ({nbefore} + {nafter} samples), dense")
 
-    # -- numba compile (first call in this process: compile, or load from the on-disk cache)
-    tiny = np.zeros((200, rec.get_num_channels()), dtype=np.int16)
-    tiny_s, tiny_u = np.array([50, 120]), np.array([0, 1])
-
-    def tiny_call():
-        wf = extract_waveforms(lambda a, b: tiny[a:b], 200, tiny_s, nbefore, nafter, gains,
-                               offsets)
-        compute_templates(wf, tiny_u, 2)
-        accumulate_templates(lambda a, b: tiny[a:b], 200, tiny_s, tiny_u, 2, nbefore, nafter,
-                             gains, offsets)
-        compute_spike_amplitudes(lambda a, b: tiny[a:b], 200, tiny_s, tiny_u, [0, 1], [0, 0],
-                                 gains, offsets)
-    t0 = time.perf_counter()
-    tiny_call()
-    first = time.perf_counter() - t0
-    warm, _ = best_of(tiny_call, 3)
-    print(f"\nnumba: first call {first * 1e3:.0f} ms (compile or cache load), warm "
-          f"{warm * 1e3:.1f} ms -> compile/load overhead {max(first - warm, 0) * 1e3:.0f} ms")
+    # -- numba: first call here (kernels loaded from the on-disk cache, or compiled), and a
+    # fresh compile measured in a subprocess with an empty cache directory
+    first, warm = first_and_warm_call(rec.get_num_channels(), nbefore, nafter)
+    print(f"\nnumba: first call {first * 1e3:.0f} ms, warm {warm * 1e3:.1f} ms in this process; "
+          f"fresh compile (empty cache) {fresh_compile_s(rec.get_num_channels()):.1f} s")
 
     # -- waveforms + templates
     def ours_waveforms_templates(n_jobs):
