@@ -73,20 +73,25 @@ def select_random_spikes(sample_index, unit_index, num_units, max_spikes_per_uni
     if max_spikes_per_unit < 0:
         raise InputError(f"max_spikes_per_unit must be >= 0, got {max_spikes_per_unit}",
                          field="max_spikes_per_unit")
-    keep = sample_index >= start_sample
+    inside = sample_index >= start_sample
     if end_sample is not None:
-        keep &= sample_index < end_sample
-    keep = np.flatnonzero(keep)
-    units = unit_index[keep]
-    offsets = unit_offsets(units, num_units)
-    order, _ = order_by_unit(units, sample_index[keep], offsets)
-    candidates = keep[order]
+        inside &= sample_index < end_sample
+    if inside.all():  # the common case: no copy of the spike vector
+        units = np.ascontiguousarray(unit_index)
+        offsets = unit_offsets(units, num_units)
+        candidates, _ = order_by_unit(units, sample_index, offsets)
+    else:
+        keep = np.flatnonzero(inside)
+        units = unit_index[keep]
+        offsets = unit_offsets(units, num_units)
+        order, _ = order_by_unit(units, sample_index[keep], offsets)
+        candidates = keep[order]
     rng = np.random.default_rng(seed)
     chosen = []
     for u in range(num_units):
         n = int(offsets[u + 1] - offsets[u])
         pick = rng.choice(n, size=min(max_spikes_per_unit, n), replace=False, shuffle=False)
-        chosen.append(candidates[offsets[u] + pick])
+        chosen.append(candidates[offsets[u] + pick].astype(np.int64))
     if not chosen:
         return np.zeros(0, dtype=np.int64)
     return np.sort(np.concatenate(chosen)).astype(np.int64, copy=False)
