@@ -53,7 +53,8 @@ def run(session, names=None, jobs: int = 1, progress: bool = True, out=None) -> 
     out = out or sys.stdout
     names = list(names) if names else default_precompute(session)
     session.n_jobs = max(int(jobs), 1)
-    bar = ProgressBar(len(names)) if progress else None
+    plan = session.analysis.plan(names)
+    bar = ProgressBar(len(plan)) if progress and plan else None
     t0 = time.perf_counter()
     computed = session.precompute(names, progress=bar)
     cache = session.analysis.cache

@@ -141,6 +141,27 @@ class Analysis:
         key = self.key(name, params)
         return key in self._memory or self.cache.load(name, key) is not None
 
+    def plan(self, names) -> list[str]:
+        """The steps that computing ``names`` (default parameters) would run, in order:
+        dependencies first, skipping what is in memory or on disk."""
+        order: list[str] = []
+        seen: set[str] = set()
+
+        def visit(name: str, params: dict) -> None:
+            key = self.key(name, params)
+            if key in seen:
+                return
+            seen.add(key)
+            if key in self._memory or self.cache.load(name, key) is not None:
+                return
+            for dep, dep_params in self.step(name).depends(self, params).items():
+                visit(dep, self.params(dep, **dep_params))
+            order.append(name)
+
+        for name in names:
+            visit(name, self.params(name))
+        return order
+
     def _resolve(self, name: str, params: dict, key: str | None = None) -> tuple[dict, dict]:
         step = self.step(name)
         key = key or self.key(name, params)

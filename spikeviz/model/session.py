@@ -120,8 +120,6 @@ class Session(param.Parameterized):
         try:
             for name in names:
                 analysis.get(name)
-                if progress is not None:
-                    progress(name, 1.0)
         finally:
             analysis.progress = None
         return analysis.computed[before:]
