@@ -23,6 +23,8 @@ Templates, peak channels and sparsity live in :mod:`spikeviz.compute.unit_templa
 from __future__ import annotations
 
 import operator
+import queue
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
@@ -113,14 +115,18 @@ def _chunk_groups(sample_index, num_samples, chunk_samples):
 
 
 def _run_chunks(read_raw, num_samples, num_channels, sample_index, groups, left, right,
-                make_tasks, n_jobs, barrier=False):
+                make_tasks, n_jobs, per_worker=False):
     """Read each group's window once and run ``make_tasks(i0, i1, traces, lo)``'s callables.
 
     Spike k of a group needs rows ``[s_k - left, s_k + right)``; the window read is their
     union clipped to ``[0, num_samples)`` and ``lo`` is its first sample (``traces`` is an
-    empty array when the whole window lies outside the recording). ``barrier`` waits for
-    every task of a chunk before reading the next (tasks of different chunks may not run
-    concurrently, e.g. when they share accumulators).
+    empty array when the whole window lies outside the recording).
+
+    With ``n_jobs > 1`` and ``per_worker=False`` the chunks' tasks go to a pool, at most
+    ``n_jobs`` chunks in flight. With ``per_worker=True`` ``make_tasks`` returns one task per
+    worker and worker j runs task j of every chunk, in chunk order, on its own thread (for
+    tasks that own a slice of shared accumulators); each worker's queue holds at most two
+    chunks, so a worker may lag behind without stopping the others.
     """
     def load(i0, i1):
         lo = max(int(sample_index[i0]) - left, 0)
@@ -141,20 +147,50 @@ def _run_chunks(read_raw, num_samples, num_channels, sample_index, groups, left,
             for task in make_tasks(i0, i1, traces, lo):
                 task()
         return
+    if per_worker:
+        _run_per_worker(groups, load, make_tasks, n_jobs)
+        return
     with ThreadPoolExecutor(max_workers=n_jobs) as pool:
         pending = deque()
         for i0, i1 in groups:
             traces, lo = load(i0, i1)
-            futures = [pool.submit(task) for task in make_tasks(i0, i1, traces, lo)]
-            if barrier:
-                for f in futures:
-                    f.result()
-                continue
-            pending.extend(futures)
+            pending.extend(pool.submit(task) for task in make_tasks(i0, i1, traces, lo))
             while len(pending) >= n_jobs:
                 pending.popleft().result()
         for f in pending:
             f.result()
+
+
+def _run_per_worker(groups, load, make_tasks, n_jobs):
+    queues = [queue.Queue(maxsize=2) for _ in range(n_jobs)]
+    errors = []
+
+    def work(j):
+        while (tasks := queues[j].get()) is not None:
+            if not errors:  # after an error, keep draining so the reader never blocks
+                try:
+                    tasks[j]()
+                except BaseException as error:  # re-raised in the calling thread
+                    errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(j,), daemon=True) for j in range(n_jobs)]
+    for thread in threads:
+        thread.start()
+    try:
+        for i0, i1 in groups:
+            if errors:
+                break
+            traces, lo = load(i0, i1)
+            tasks = make_tasks(i0, i1, traces, lo)
+            for q in queues:
+                q.put(tasks)
+    finally:
+        for q in queues:
+            q.put(None)
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
 
 
 # -- kernels -----------------------------------------------------------------------------------
@@ -338,8 +374,9 @@ def accumulate_templates(read_raw, num_samples, spike_sample_index, spike_unit_i
     the mean and the population standard deviation (ddof=0, as SpikeInterface's templates
     extension) of its snippets, accumulated in float64 (sum and sum of squares). Units
     without spikes are zeros. Snippets are defined as in :func:`extract_waveforms` (zero
-    outside the recording). ``n_jobs`` threads split the channels of each chunk, so memory is
-    two float64 accumulators whatever ``n_jobs``.
+    outside the recording). ``n_jobs`` threads each own a slice of the channels (and of the
+    accumulators) and go through every chunk, so memory is two float64 accumulators
+    ``(num_units, T, channels)`` whatever ``n_jobs``.
     """
     num_samples, samples, gains, offsets, chunk_samples, n_jobs = _prepare(
         num_samples, spike_sample_index, gains, offsets, chunk_samples, n_jobs)
@@ -357,7 +394,7 @@ def accumulate_templates(read_raw, num_samples, spike_sample_index, spike_unit_i
                 for c0, c1 in slices]
     groups = _chunk_groups(samples, num_samples, chunk_samples)
     _run_chunks(read_raw, num_samples, num_channels, samples, groups, nbefore, nafter,
-                make_tasks, min(n_jobs, len(slices)) or 1, barrier=True)
+                make_tasks, len(slices), per_worker=True)
     return moments(sums, squares, np.bincount(units, minlength=num_units))
 
 

@@ -533,6 +533,11 @@ def test_bad_input_is_reported():
         extract_waveforms(lambda a, b: raw[a:b], 100, np.array([5, 3]), 2, 2, ones, zeros)
     with pytest.raises(InputError, match="read_raw"):
         extract_waveforms(lambda a, b: raw[a:b, :2], 100, np.array([5]), 2, 2, ones, zeros)
+    for n_jobs in (1, 2):  # the error reaches the caller, threads do not hang
+        with pytest.raises(InputError, match="read_raw"):
+            accumulate_templates(lambda a, b: raw[a:b, :2], 100, np.array([5, 50]),
+                                 np.array([0, 1]), 2, 2, 2, ones, zeros, chunk_samples=10,
+                                 n_jobs=n_jobs)
     with pytest.raises(InputError, match="unit_index"):
         accumulate_templates(lambda a, b: raw[a:b], 100, np.array([5]), np.array([3]), 2, 2, 2,
                              ones, zeros)
