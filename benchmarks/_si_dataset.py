@@ -82,7 +82,8 @@ def load(duration_s: float = 600.0, num_channels: int = 64, num_units: int = 100
     probe = Probe(ndim=2, si_units="um")
     probe.set_contacts(positions=locations, shapes="circle", shape_params={"radius": 6})
     probe.set_device_channel_indices(np.arange(nch))
-    si_recording = si_recording.set_probe(probe)
+    with_probe = si_recording.set_probe(probe)  # SpikeInterface 0.105 sets it in place
+    si_recording = with_probe if with_probe is not None else si_recording
     si_sorting = sc.NumpySorting.from_samples_and_labels(
         [sample_index], [unit_ids[unit_index]], fs, unit_ids=unit_ids) \
         if hasattr(sc.NumpySorting, "from_samples_and_labels") else \
