@@ -26,9 +26,11 @@ def _train_inputs(sorting_or_session, unit_ids):
 def correlograms(sorting, window_ms: float = 50.0, bin_ms: float = 1.0, unit_ids=None):
     """Auto- and cross-correlograms: ``(counts, bin_edges_ms)``.
 
-    ``counts`` int64 (units, units, bins): ``counts[i, j, b]`` is the number of spikes of unit
-    j at lag ``t_j - t_i`` in bin b from a spike of unit i (half-open bins ``[e_b, e_b+1)`` in
-    ms, SpikeInterface's convention). ``unit_ids`` selects and orders the units (default all).
+    ``counts`` int64 (units, units, bins): ``counts[i, j, b]`` is the number of pairs (spike
+    of unit i at ``t_i``, spike of unit j at ``t_j``) whose lag ``t_i - t_j`` falls in bin b
+    (half-open bins ``[e_b, e_b+1)`` in ms). This is SpikeInterface's convention, counts
+    identical to its ``compute_correlograms``; so ``counts[i, j]`` is ``counts[j, i]``
+    reversed. ``unit_ids`` selects and orders the units (default all).
     ``sorting`` may be a Session, whose cache then holds the all-units result.
     """
     from .ccg import compute_correlograms

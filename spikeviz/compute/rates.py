@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 from ..errors import InputError
-from .correlograms import _positive, _select_units, _spike_vector
+from .ccg import _positive, _select_units, _spike_vector
 
 
 @numba.njit(cache=True, nogil=True)

@@ -91,8 +91,8 @@ def _run_qm(ctx, params, deps):
     options.pop("peak_sign", None)
     values = metrics.compute_quality_metrics(
         s.sample_index, s.unit_index, s.num_units, s.sampling_frequency, _num_samples(ctx),
-        metric_names=wanted, peak_sign=params["peak_sign"], **inputs, **options)
-    return {name: np.asarray(values[name], dtype=np.float64) for name in wanted
+        metric_names=wanted, **inputs, **options)
+    return {name: np.asarray(values[name]) for name in wanted
             if name in values}, {"columns": [n for n in wanted if n in values]}
 
 

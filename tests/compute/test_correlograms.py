@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import spikeviz as sv
-from spikeviz.compute.correlograms import (
+from spikeviz.compute.ccg import (
     compute_correlograms,
     compute_isi_histograms,
     correlogram_bins,
