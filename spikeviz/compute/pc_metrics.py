@@ -14,7 +14,7 @@ Everything is computed in float64. Given the same float64 features, the results 
 SpikeInterface's ``mahalanobis_metrics`` / ``d_prime_metric`` to ~1e-13. SpikeInterface itself
 feeds them its float32 projections and takes the unit's mean (and fits the LDA) in float32, so
 its ``compute_quality_metrics`` differs from ours by float32 rounding: measured ~1e-6 relative
-for isolation distance and d′, up to ~3e-5 for L-ratio (whose terms are 1 - cdf of D²).
+for isolation distance and d′, up to ~1e-4 for L-ratio (whose terms are 1 - cdf of D²).
 """
 
 from __future__ import annotations
