@@ -37,7 +37,7 @@ WINDOW_MS, BIN_MS = 100.0, 1.0
 COLD_COMPILE = """
 import time, numpy as np
 t0 = time.perf_counter()
-from spikeviz.compute.correlograms import compute_correlograms, compute_isi_histograms
+from spikeviz.compute.ccg import compute_correlograms, compute_isi_histograms
 t1 = time.perf_counter()
 t = np.arange(0, 3000, 7, dtype=np.int64); u = (np.arange(t.size) % 3).astype(np.int32)
 compute_correlograms(t, u, 3, 30000.0, 100.0, 1.0)
@@ -67,7 +67,7 @@ def main():
     print(f"{s.num_spikes:,} spikes, {k} units, {t[-1] / fs:.0f} s; window {WINDOW_MS} ms, "
           f"bin {BIN_MS} ms; best of 3, one process")
 
-    from spikeviz.compute.correlograms import compute_correlograms, compute_isi_histograms
+    from spikeviz.compute.ccg import compute_correlograms, compute_isi_histograms
     from spikeviz.compute.rates import compute_firing_rates
 
     # -- compile / first call --
