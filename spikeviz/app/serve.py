@@ -21,8 +21,9 @@ def warm_up(session: Session) -> float:
     """Do the one-off work of a first render now: numba kernels, datashader, derived arrays.
 
     Builds the raster's shared arrays for ``session`` (seconds, rows, depth order), the
-    sorting's per-unit order, and renders a tiny ``rasterize`` so datashader's kernels are
-    compiled. Returns the time taken, in seconds.
+    sorting's per-unit order, renders a tiny ``rasterize`` so datashader's kernels are
+    compiled, and calls the compute kernels once (correlograms, snippets, amplitudes).
+    Returns the time taken, in seconds.
     """
     import datashader as ds
     import holoviews as hv
@@ -42,6 +43,8 @@ def warm_up(session: Session) -> float:
     if sorting.num_units:
         sorting.spike_indices(sorting.unit_ids[0])  # builds the per-unit order once
     raster_data(session)
+    from ..compute import warm_up_kernels
+    warm_up_kernels()
     return time.perf_counter() - start
 
 

@@ -113,3 +113,29 @@ def merge_suggestions(session, **params):
 __all__ = ["correlograms", "firing_rates", "isi_histograms", "merge_suggestions",
            "noise_levels", "quality_metrics", "spike_amplitudes", "template_similarity",
            "templates", "unit_locations"]
+
+
+def warm_up_kernels() -> None:
+    """Call every numba kernel once on tiny inputs (loads them from the on-disk cache, or
+    compiles them on the very first run) so that no user click pays for it."""
+    import numpy as np
+
+    from .ccg import compute_correlograms, compute_isi_histograms
+    from .rates import compute_firing_rates
+    from .waveforms import accumulate_templates, compute_spike_amplitudes, extract_waveforms
+
+    sample_index = np.array([10, 40, 45, 90], dtype=np.int64)
+    unit_index = np.array([0, 1, 0, 1], dtype=np.int32)
+    compute_correlograms(sample_index, unit_index, 2, 1000.0, 20.0, 1.0)
+    compute_isi_histograms(sample_index, unit_index, 2, 1000.0, 20.0, 1.0)
+    compute_firing_rates(sample_index, unit_index, 2, 1000.0, 100, 0.05)
+    traces = np.zeros((100, 2), dtype=np.int16)
+    gains, offsets = np.ones(2, np.float32), np.zeros(2, np.float32)
+
+    def read_raw(start, end):
+        return traces[start:end]
+
+    extract_waveforms(read_raw, 100, sample_index, 2, 3, gains, offsets)
+    accumulate_templates(read_raw, 100, sample_index, unit_index, 2, 2, 3, gains, offsets)
+    compute_spike_amplitudes(read_raw, 100, sample_index, unit_index, np.zeros(2, np.int64),
+                             np.zeros(2, np.int64), gains, offsets)
