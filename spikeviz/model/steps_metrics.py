@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..compute import ccg, metrics, similarity, waveforms
+from ..compute import ccg, merges, metrics, similarity, waveforms
 from .analysis import Step, register
 from .cache import hash_arrays
 from .steps import SPARSITY, WINDOW, _frame, _num_samples, _pick, ms_to_samples
@@ -139,7 +139,7 @@ def _run_merges(ctx, params, deps):
         s.sample_index, s.unit_index, s.num_units, s.sampling_frequency, params["window_ms"],
         params["bin_ms"], unit_indices=involved, n_jobs=ctx.n_jobs)
     spike_counts = np.bincount(s.unit_index, minlength=s.num_units)[involved]
-    found = similarity.suggest_merges(
+    found = merges.suggest_merges(
         matrix[np.ix_(involved, involved)], counts, edges, spike_counts,
         min_similarity=params["min_similarity"], refractory_ms=params["refractory_ms"],
         censored_ms=params["censored_ms"])

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from spikeviz.compute import similarity as simmod
-from spikeviz.compute.similarity import compute_template_similarity, suggest_merges
+from spikeviz.compute.merges import suggest_merges
+from spikeviz.compute.similarity import compute_template_similarity
 from spikeviz.errors import InputError
 
 FS = 30000.0
