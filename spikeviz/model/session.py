@@ -27,7 +27,8 @@ def default_precompute(session) -> list[str]:
     if session.sorting.num_units <= PRECOMPUTE_CCG_MAX_UNITS:
         names.append("correlograms")
     if session.recording is not None and session.sorting.num_spikes:
-        names += ["noise_levels", "templates", "sparsity", "waveforms", "spike_amplitudes",
+        names += ["noise_levels", "templates", "unit_peaks", "sparsity", "waveforms",
+                  "spike_amplitudes",
                   "principal_components", "template_similarity", "merge_suggestions"]
         if session.channel_locations_um is not None:
             names.append("unit_locations")

@@ -181,6 +181,57 @@ register(Step("waveforms", 1, {**WINDOW, **SPARSITY}, _run_waveforms, needs_reco
               doc="Sparse snippets (µV) of the sampled spikes on each unit's channels."))
 
 
+def _run_median(ctx, params, deps):
+    wf = deps["waveforms"][0]
+    medians = waveforms.compute_templates(
+        np.asarray(wf["waveforms"]), np.asarray(wf["spike_unit_index"]),
+        ctx.session.sorting.num_units, operators=("median",), n_jobs=ctx.n_jobs)["median"]
+    return {"median": medians, "channel_indices": wf["channel_indices"]}, {}
+
+
+def _wrap_median(ctx, arrays, attrs, params):
+    session = ctx.session
+    return Templates(arrays["median"], session.sorting.unit_ids,
+                     session.recording.channel_ids,
+                     sparse_channel_indices=arrays["channel_indices"],
+                     nbefore=_window(ctx, params)[0],
+                     sampling_frequency=session.sorting.sampling_frequency,
+                     units="uV" if session.recording.gain_known else "raw")
+
+
+register(Step("median_templates", 1, {**WINDOW, **SPARSITY}, _run_median,
+              needs_recording=True, depends=lambda ctx, p: {"waveforms": p},
+              wrap=_wrap_median,
+              doc="Sparse median of the sampled snippets (µV), robust to outliers."))
+
+
+def _run_peaks(ctx, params, deps):
+    templates, nbefore = _dense_templates(deps)
+    sign = params["peak_sign"]
+    channel = waveforms.peak_channels(templates, nbefore, sign)
+    shift = waveforms.peak_shifts(templates, nbefore, sign)
+    value = templates[np.arange(templates.shape[0]), nbefore + shift, channel] \
+        if templates.shape[0] else np.zeros(0, np.float32)
+    ptp = np.ptp(templates[np.arange(templates.shape[0]), :, channel], axis=1) \
+        if templates.shape[0] else np.zeros(0, np.float32)
+    return {"channel_index": channel, "shift_samples": shift, "amplitude": value,
+            "ptp": ptp}, {}
+
+
+def _wrap_peaks(ctx, arrays, attrs, params):
+    channel_ids = ctx.session.recording.channel_ids
+    index = np.asarray(arrays["channel_index"])
+    return _frame(ctx, {"peak_channel_id": channel_ids[index], "peak_channel_index": index,
+                        "peak_uv": arrays["amplitude"], "peak_to_peak_uv": arrays["ptp"],
+                        "peak_shift_samples": arrays["shift_samples"]})
+
+
+register(Step("unit_peaks", 1, {**WINDOW, "peak_sign": "neg"}, _run_peaks, needs_recording=True,
+              depends=lambda ctx, p: {"templates": _pick(p, WINDOW)}, wrap=_wrap_peaks,
+              doc="Per unit: peak channel, signed peak value and peak-to-peak (µV) of the "
+                  "template on it, and the peak's offset from the spike sample."))
+
+
 def _run_amplitudes(ctx, params, deps):
     s = ctx.session.sorting
     templates, nbefore = _dense_templates(deps)
@@ -233,17 +284,45 @@ def _run_pca(ctx, params, deps):
                            whiten=params["whiten"])
     projections = features.project_waveforms(np.asarray(wf["waveforms"]),
                                              np.asarray(wf["spike_unit_index"]), channels, pca)
+    spike_indices = np.asarray(wf["spike_indices"])
+    if params["all_spikes"]:
+        projections, spike_indices = _project_all_spikes(ctx, params, channels, pca)
+    s = ctx.session.sorting
     out = {f"pca_{k}": np.asarray(v) for k, v in pca.items()}
-    out.update({"projections": projections, "spike_indices": wf["spike_indices"],
-                "spike_unit_index": wf["spike_unit_index"], "channel_indices": channels})
+    out.update({"projections": projections, "spike_indices": spike_indices,
+                "spike_unit_index": s.unit_index[spike_indices], "channel_indices": channels})
     return out, {}
 
 
+# Spikes projected per block when every spike is wanted: bounds the snippet memory to
+# block x samples x sparse channels x 4 bytes (20 000 x 90 x 40 x 4 = 290 MB at most).
+PROJECTION_BLOCK = 20_000
+
+
+def _project_all_spikes(ctx, params, channels, pca):
+    s = ctx.session.sorting
+    nbefore, nafter = _window(ctx, params)
+    gains, offsets = _scaling(ctx)
+    num_samples = ctx._recording().num_samples
+    out = np.zeros((s.num_spikes, params["n_components"], channels.shape[1]), np.float32)
+    read_raw = ctx.reader("principal_components")
+    for start in range(0, s.num_spikes, PROJECTION_BLOCK):
+        block = slice(start, min(start + PROJECTION_BLOCK, s.num_spikes))
+        snippets = waveforms.extract_waveforms(
+            read_raw, num_samples, s.sample_index[block], nbefore, nafter, gains, offsets,
+            spike_unit_index=s.unit_index[block], sparse_channel_indices=channels,
+            n_jobs=ctx.n_jobs)
+        out[block] = features.project_waveforms(snippets, s.unit_index[block], channels, pca)
+    return out, np.arange(s.num_spikes, dtype=np.int64)
+
+
 register(Step("principal_components", 1,
-              {**WINDOW, **SPARSITY, "n_components": 5, "whiten": True}, _run_pca,
+              {**WINDOW, **SPARSITY, "n_components": 5, "whiten": True, "all_spikes": False},
+              _run_pca,
               needs_recording=True,
               depends=lambda ctx, p: {"waveforms": {k: p[k] for k in {**WINDOW, **SPARSITY}}},
-              doc="Per-channel PCA of the sampled snippets and their projections."))
+              doc="Per-channel PCA fitted on the sampled snippets; projections of those "
+                  "snippets, or of every spike with all_spikes=True (read block by block)."))
 
 
 # -- spike-train results (no recording needed) ----------------------------------------------

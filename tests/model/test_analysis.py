@@ -11,7 +11,7 @@ from spikeviz.app.cli import main
 from spikeviz.datasets import generate_to_folder
 from spikeviz.model.session import default_precompute
 
-ALL_WITH_TRACES = {"firing_rates", "isi_histograms", "correlograms", "noise_levels",
+ALL_WITH_TRACES = {"unit_peaks", "firing_rates", "isi_histograms", "correlograms", "noise_levels",
                    "random_spikes", "templates", "sparsity", "waveforms", "spike_amplitudes",
                    "principal_components", "template_similarity", "merge_suggestions",
                    "unit_locations", "quality_metrics"}
@@ -135,3 +135,29 @@ def test_cli_progress_bar_lists_every_step(folder, capsys):
     steps = [line.split()[1] for line in lines]
     assert steps[:2] == ["random_spikes", "templates"] and steps[-1] == "quality_metrics"
     assert lines[-1].startswith(f"[{len(lines)}/{len(lines)}] quality_metrics done in")
+
+
+def test_median_templates_peaks_and_all_spike_projections_agree_with_their_sources(folder):
+    s = sv.load(folder)
+    wf = s.compute("waveforms")
+    medians = s.compute("median_templates")
+    snippets, _, channels = wf.for_unit(1)
+    np.testing.assert_allclose(medians.dense(1)[:, channels], np.median(snippets, axis=0),
+                               rtol=1e-6, atol=1e-4)
+    assert medians.sparse_channel_indices is not None
+
+    t = s.compute("templates")
+    peaks = s.compute("unit_peaks")
+    for row, unit_id in enumerate(s.sorting.unit_ids):
+        chan = int(peaks.loc[unit_id, "peak_channel_index"])
+        assert t.data[row, :, chan].min() == pytest.approx(peaks.loc[unit_id, "peak_uv"])
+        assert t.data[row].min() == t.data[row, :, chan].min()  # most negative channel
+        assert s.recording.channel_ids[chan] == peaks.loc[unit_id, "peak_channel_id"]
+
+    sampled = s.compute("principal_components")
+    every = s.compute("principal_components", all_spikes=True)
+    assert every["projections"].shape[0] == s.sorting.num_spikes
+    np.testing.assert_array_equal(every["spike_indices"], np.arange(s.sorting.num_spikes))
+    rows = np.asarray(sampled["spike_indices"])
+    np.testing.assert_allclose(every["projections"][rows], sampled["projections"],
+                               rtol=1e-5, atol=1e-3)
