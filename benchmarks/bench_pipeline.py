@@ -56,7 +56,9 @@ def spikeviz_side(d, cache_dir: Path, with_pc: bool) -> tuple[float, float, list
                    "isi_violations_count", "snr", "amplitude_cutoff", "amplitude_median",
                    "firing_range"]
     t0 = time.perf_counter()
+    # filter_band_hz=None: SpikeInterface is given the stored traces too
     first = sv.Session(d.sorting, d.recording, source=str(d.path), cache_dir=cache_dir,
+                       filter_band_hz=None,
                        channel_locations_um=d.recording.channel_locations_um)
     for name in names:
         if name == "quality_metrics":
@@ -68,7 +70,7 @@ def spikeviz_side(d, cache_dir: Path, with_pc: bool) -> tuple[float, float, list
     again = sv.Session(sv.Sorting.from_arrays(d.sorting.sample_index, d.sorting.unit_index,
                                               d.sorting.sampling_frequency,
                                               unit_ids=d.sorting.unit_ids),
-                       d.recording, cache_dir=cache_dir)
+                       d.recording, cache_dir=cache_dir, filter_band_hz=None)
     for name in names:
         if name == "quality_metrics":
             again.compute(name, metric_names=metrics)

@@ -13,6 +13,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from ..compute.signal import DEFAULT_BAND_HZ, filtered_reader
 from ..errors import InputError
 from .cache import DiskCache, hash_json
 
@@ -106,6 +109,7 @@ class Analysis:
         if step.needs_recording:
             inputs["recording"] = self._recording().fingerprint()
             inputs["channel_locations_um"] = session.channel_locations_um
+            inputs["filter_band_hz"] = self.filter_band_hz()
         return hash_json(inputs)
 
     def _recording(self):
@@ -190,8 +194,25 @@ class Analysis:
             self._memory.clear()
 
     # -- helpers for steps ------------------------------------------------------------------
+    def filter_band_hz(self) -> tuple | None:
+        """The band (Hz) traces are filtered to before any computation, or None."""
+        band = self.session.filter_band_hz
+        if isinstance(band, str) and band == "auto":
+            return None if self._recording().is_filtered else tuple(DEFAULT_BAND_HZ)
+        return None if band is None else tuple(float(b) if b is not None else None
+                                               for b in band)
+
+    def scaling(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel (gains, offsets) to apply to what :meth:`reader` returns."""
+        rec = self._recording()
+        if self.filter_band_hz() is not None:  # the filtered reader already gives µV
+            return (np.ones(rec.num_channels, np.float32),
+                    np.zeros(rec.num_channels, np.float32))
+        return rec.gains_to_uv.astype(np.float32), rec.offsets_to_uv.astype(np.float32)
+
     def reader(self, name: str = ""):
-        """``read_raw(start, end)`` over the recording, reporting progress by sample position."""
+        """``read(start, end)`` over the recording (filtered when :meth:`filter_band_hz` is
+        set), reporting progress by sample position; scale with :meth:`scaling`."""
         recording = self._recording()
         total = max(recording.num_samples, 1)
 
@@ -199,4 +220,9 @@ class Analysis:
             if self.progress is not None and name:
                 self.progress(name, min(end_sample / total, 0.999))
             return recording.traces(int(start_sample), int(end_sample), scaled=False)
-        return read_raw
+
+        band = self.filter_band_hz()
+        if band is None:
+            return read_raw
+        return filtered_reader(read_raw, recording.num_samples, recording.sampling_frequency,
+                               recording.gains_to_uv, recording.offsets_to_uv, band_hz=band)

@@ -55,6 +55,11 @@ class Session(param.Parameterized):
     cache_dir = param.Parameter(default="auto", doc="""
         Where computed results are cached: 'auto' (a .spikeviz/ folder beside the source, or
         the user cache dir when that is read-only), a folder path, or None (memory only).""")
+    filter_band_hz = param.Parameter(default="auto", doc="""
+        Band (low, high) in Hz the traces are filtered to (zero-phase Butterworth, order 5)
+        before templates, amplitudes, noise and PCA are computed; high=None for a high-pass.
+        'auto': (300, 6000) unless the recording is already filtered (Phy's hp_filtered);
+        None: the stored traces as they are. Part of every cache key.""")
     n_jobs = param.Integer(default=1, bounds=(1, None), doc="""
         Threads for chunked computations (results do not depend on it).""")
 

@@ -54,8 +54,7 @@ def _num_samples(ctx) -> int:
 
 
 def _scaling(ctx):
-    rec = ctx._recording()
-    return rec.gains_to_uv.astype(np.float32), rec.offsets_to_uv.astype(np.float32)
+    return ctx.scaling()
 
 
 # -- random spikes, templates, noise --------------------------------------------------------

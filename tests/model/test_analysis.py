@@ -161,3 +161,17 @@ def test_median_templates_peaks_and_all_spike_projections_agree_with_their_sourc
     rows = np.asarray(sampled["spike_indices"])
     np.testing.assert_allclose(every["projections"][rows], sampled["projections"],
                                rtol=1e-5, atol=1e-3)
+
+
+def test_unfiltered_recordings_are_band_passed_before_computing_and_the_key_says_so(folder):
+    s = sv.load(folder)
+    assert not s.recording.is_filtered
+    assert s.analysis.filter_band_hz() == (300.0, 6000.0)
+    filtered = s.compute("noise_levels").to_numpy()
+    s.filter_band_hz = None  # the stored traces as they are: LFP and line noise included
+    raw = s.compute("noise_levels").to_numpy()
+    assert s.analysis.computed == ["noise_levels", "noise_levels"]
+    assert np.all(filtered < raw)  # the generator adds 40 µV of LFP and 3 µV of 50 Hz
+    s.filter_band_hz = (300.0, None)  # a high-pass only
+    s.compute("noise_levels")
+    assert len(s.analysis.computed) == 3
