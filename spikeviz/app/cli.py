@@ -86,8 +86,11 @@ def cmd_precompute(args) -> int:
 
     session = _load(args)
     names = None
-    if args.only:
+    if args.only is not None:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
+        if not names:
+            raise SpikevizError("--only needs at least one result name; known: "
+                                f"{', '.join(sorted(STEPS))}")
         unknown = [n for n in names if n not in STEPS]
         if unknown:
             raise SpikevizError(f"unknown result(s) {', '.join(unknown)} for --only; known: "
@@ -152,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reader_options(p)
     p.add_argument("--jobs", type=int, default=1, help="threads for chunked work (default 1)")
     p.add_argument("--only", default=None, metavar="NAMES",
-                   help="comma-separated results (default: all the session supports)")
+                   help="comma-separated results (default: what the views need)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_precompute)
 

@@ -67,9 +67,11 @@ def firing_rates(sorting, bin_s: float = 1.0, unit_ids=None):
 
 def templates(session, ms_before: float = 1.0, ms_after: float = 2.0,
               max_spikes_per_unit: int = 500, seed: int = 0):
-    """Dense templates (mean and std, float32 µV) from up to ``max_spikes_per_unit`` random
+    """Dense templates (mean and std, float32) from up to ``max_spikes_per_unit`` random
     spikes per unit (seeded): a ``sv.Templates`` with ``.data (units, samples, channels)``,
-    ``.std``, ``.unit_ids``, ``.channel_ids``, ``.nbefore``. Needs the recording."""
+    ``.std``, ``.unit_ids``, ``.channel_ids``, ``.nbefore`` and ``.units`` ('uV', or 'raw'
+    when the recording's gain is unknown). Needs the recording; unfiltered traces are
+    band-passed first (``session.filter_band_hz``)."""
     return session.compute("templates", ms_before=ms_before, ms_after=ms_after,
                            max_spikes_per_unit=max_spikes_per_unit, seed=seed)
 

@@ -9,11 +9,13 @@ themselves live in :mod:`spikeviz.model.steps`; the numeric work is in :mod:`spi
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from ..compute.signal import DEFAULT_BAND_HZ, filtered_reader
 from ..errors import InputError
@@ -46,6 +48,17 @@ class Step:
 
 
 STEPS: dict[str, Step] = {}
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What results are computed from, fixed for the length of one request."""
+
+    sorting: object
+    recording: object
+    channel_locations_um: object
+    source: str
+    filter_band_hz: object
 
 
 def register(step: Step) -> Step:
@@ -94,7 +107,12 @@ class Analysis:
                              f"takes {', '.join(sorted(step.defaults)) or 'none'}",
                              field=sorted(unknown)[0])
         out = dict(step.defaults)
-        out.update(given)
+        for k, v in given.items():
+            default = step.defaults.get(k)
+            if isinstance(default, float) and isinstance(v, int | np.integer) \
+                    and not isinstance(v, bool | np.bool_):
+                v = float(v)  # window_ms=50 and window_ms=50.0 are one result
+            out[k] = v
         return {k: _normalise(v) for k, v in sorted(out.items())}
 
     def key(self, name: str, params: dict) -> str:
@@ -102,7 +120,8 @@ class Analysis:
         session = self.session
         inputs = {"step": name, "version": step.version, "params": params,
                   "spikes": session.sorting.spikes_hash(),
-                  "num_samples": session.sorting.num_samples,
+                  "num_samples": (session.recording.num_samples if session.recording is not None
+                                  else session.sorting.num_samples),
                   "deps": {dep: self.key(dep, self.params(dep, **dep_params))
                            for dep, dep_params in sorted(step.depends(self, params).items())},
                   "extra": step.extra_key(self, params)}
@@ -121,33 +140,54 @@ class Analysis:
 
     # -- access -----------------------------------------------------------------------------
     def arrays(self, name: str, **given) -> tuple[dict, dict]:
-        """``(arrays, attrs)`` of a result, computing it (and its dependencies) if needed."""
-        params = self.params(name, **given)
-        return self._resolve(name, params)
+        """``(arrays, attrs)`` of a result (read-only arrays), computing it if needed."""
+        ctx = self.bound()
+        return ctx._resolve(name, ctx.params(name, **given))
+
+    def bound(self) -> Analysis:
+        """This Analysis bound to a snapshot of the session's inputs (sorting, recording,
+        geometry, filter), sharing its memory, cache and lock: a request computes its key and
+        its result from the same inputs even if the session changes meanwhile."""
+        s = self.session
+        if isinstance(s, _Inputs):
+            return self
+        snapshot = _Inputs(sorting=s.sorting, recording=s.recording,
+                           channel_locations_um=s.channel_locations_um, source=s.source,
+                           filter_band_hz=s.filter_band_hz)
+        return dataclasses.replace(self, session=snapshot)
 
     def get(self, name: str, **given):
-        """The public object of a result (Templates, DataFrame, arrays, ...)."""
-        params = self.params(name, **given)
-        key = self.key(name, params)
-        with self._lock:
-            wrapped = self._memory.get(("wrapped", key))
-            if wrapped is None:
-                arrays, attrs = self._resolve(name, params, key)
-                wrapped = self.step(name).wrap(self, arrays, attrs, params)
-                self._memory[("wrapped", key)] = wrapped
-            return wrapped
+        """The public object of a result (Templates, DataFrame, arrays, ...).
+
+        Arrays are read-only; tables are copies, so callers may change them freely.
+        """
+        ctx = self.bound()
+        params = ctx.params(name, **given)
+        key = ctx.key(name, params)
+        wrapped = self._memory.get(("wrapped", key))  # a hit does not wait for running work
+        if wrapped is None:
+            with self._lock:
+                wrapped = self._memory.get(("wrapped", key))
+                if wrapped is None:
+                    arrays, attrs = ctx._resolve(name, params, key)
+                    wrapped = ctx.step(name).wrap(ctx, arrays, attrs, params)
+                    self._memory[("wrapped", key)] = wrapped
+        return wrapped.copy() if isinstance(wrapped, pd.DataFrame | pd.Series) else wrapped
 
     def is_available(self, name: str, **given) -> bool:
         """True if the result is in memory or in a trustworthy disk entry (nothing computed)."""
-        params = self.params(name, **given)
-        if self.step(name).needs_recording and self.session.recording is None:
+        ctx = self.bound()
+        params = ctx.params(name, **given)
+        if ctx.step(name).needs_recording and ctx.session.recording is None:
             return False
-        key = self.key(name, params)
-        return key in self._memory or self.cache.load(name, key) is not None
+        key = ctx.key(name, params)
+        return key in self._memory or self.cache.load(name, key, count=False) is not None
 
     def plan(self, names) -> list[str]:
         """The steps that computing ``names`` (default parameters) would run, in order:
         dependencies first, skipping what is in memory or on disk."""
+        if not isinstance(self.session, _Inputs):
+            return self.bound().plan(names)
         order: list[str] = []
         seen: set[str] = set()
 
@@ -156,7 +196,7 @@ class Analysis:
             if key in seen:
                 return
             seen.add(key)
-            if key in self._memory or self.cache.load(name, key) is not None:
+            if key in self._memory or self.cache.load(name, key, count=False) is not None:
                 return
             for dep, dep_params in self.step(name).depends(self, params).items():
                 visit(dep, self.params(dep, **dep_params))
@@ -180,9 +220,15 @@ class Analysis:
                     self.progress(name, 0.0)
                 arrays, attrs = step.run(self, params, deps)
                 self.computed.append(name)
-                self.cache.store(name, key, arrays, attrs,
-                                 {"params": params, "source": self.session.source})
-                found = (arrays, attrs)
+                stored = self.cache.store(name, key, arrays, attrs,
+                                          {"params": params, "source": self.session.source})
+                # the stored copy as read-only memmaps: no RAM kept, no caller can alter it
+                found = self.cache.load(name, key, count=False) if stored else None
+                if found is None:
+                    for array in arrays.values():
+                        if isinstance(array, np.ndarray):
+                            array.setflags(write=False)
+                    found = (arrays, attrs)
                 if self.progress is not None:
                     self.progress(name, 1.0)
             self._memory[key] = found

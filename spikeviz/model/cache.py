@@ -6,7 +6,8 @@ and shape. It is written under a temporary name and renamed into place, so a cra
 half-written entry. On reading, the entry is trusted only if its stored key equals the key
 asked for and every array has the recorded dtype and shape; otherwise it is treated as missing
 (and replaced when recomputed). Arrays are opened as read-only memmaps, so large results
-(per-spike amplitudes, snippets) cost no memory until used. ``allow_pickle`` is never enabled.
+(per-spike amplitudes, snippets) cost no memory until used; a freshly computed result is
+stored, then reopened the same way. ``allow_pickle`` is never enabled.
 
 Where the cache lives (:func:`cache_folder_for`): ``<folder>/.spikeviz/`` for a folder source
 (Phy), ``<parent>/.spikeviz/<file name>/`` for a file source, or, when that place is not
@@ -123,8 +124,11 @@ class DiskCache:
     def _entry(self, name: str, key: str) -> Path:
         return self.folder / f"{name}-{key[:16]}"
 
-    def load(self, name: str, key: str) -> tuple[dict[str, np.ndarray], dict] | None:
-        """The arrays and attrs stored for (name, key), or None when absent or untrustworthy."""
+    def load(self, name: str, key: str, count: bool = True
+             ) -> tuple[dict[str, np.ndarray], dict] | None:
+        """The arrays and attrs stored for (name, key), or None when absent or untrustworthy.
+
+        ``count=False``: a look that is not recorded in :attr:`hits`."""
         if self.folder is None:
             return None
         entry = self._entry(name, key)
@@ -138,10 +142,11 @@ class DiskCache:
                 if array.dtype.str != spec["dtype"] or list(array.shape) != spec["shape"]:
                     return None
                 arrays[field] = array
-        except (OSError, ValueError, KeyError, TypeError):
+        except Exception:  # any damage (truncated file, odd JSON) means: not in the cache
             return None
-        with self._lock:
-            self.hits.append(name)
+        if count:
+            with self._lock:
+                self.hits.append(name)
         return arrays, meta.get("attrs", {})
 
     def store(self, name: str, key: str, arrays: dict[str, np.ndarray], attrs: dict,
@@ -163,17 +168,26 @@ class DiskCache:
                 array = np.asarray(array)
                 if array.dtype.hasobject:
                     raise TypeError(f"cache entry {name}.{field} has an object dtype")
-                np.save(tmp / f"{field}.npy", array, allow_pickle=False)
+                with open(tmp / f"{field}.npy", "wb") as f:
+                    np.save(f, array, allow_pickle=False)
+                    f.flush()
+                    os.fsync(f.fileno())
                 specs[field] = {"dtype": array.dtype.str, "shape": list(array.shape)}
             meta = {"format_version": FORMAT_VERSION, "name": name, "key": key,
                     "arrays": specs, "attrs": attrs, "inputs": description}
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
+            with open(tmp / "meta.json", "w") as f:
+                f.write(json.dumps(meta, indent=1, default=_json_default))
+                f.flush()
+                os.fsync(f.fileno())
             os.chmod(tmp, 0o755)
-            if entry.exists():
-                old = entry.with_name(f".{entry.name}.old-{os.getpid()}")
-                os.replace(entry, old)
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(tmp, entry)
+            if self.load(name, key, count=False) is not None:
+                pass  # another writer stored the same result meanwhile: keep theirs
+            else:
+                if entry.exists():
+                    old = Path(tempfile.mkdtemp(prefix=f".{entry.name}.old-", dir=self.folder))
+                    os.replace(entry, old / "entry")
+                    shutil.rmtree(old, ignore_errors=True)
+                os.replace(tmp, entry)
         except OSError as err:
             warnings.warn(f"cannot write the cache entry {entry}: {err}", stacklevel=3)
             return False

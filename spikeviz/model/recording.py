@@ -138,20 +138,31 @@ class Recording(param.Parameterized):
         file = getattr(backend, "file", None)
         if filename is None and file is not None and hasattr(file, "filename"):
             filename = file.filename  # h5py dataset
-        if filename:
-            stat = os.stat(filename)
-            ident = hash_json({"file": os.path.abspath(filename), "size": stat.st_size,
-                               "mtime_ns": stat.st_mtime_ns,
-                               "offset": int(getattr(backend, "offset", 0) or 0),
-                               "dataset": str(getattr(backend, "name", ""))})
-        else:
-            ident = hash_arrays(np.asarray(backend))
         ids = self.channel_ids.astype("U") if self.channel_ids.dtype.kind in "OUS" \
             else self.channel_ids
-        return hash_json({"traces": ident, "dtype": self.dtype.str,
-                          "shape": list(self._backend.shape),
-                          "scaling": hash_arrays(self.gains_to_uv, self.offsets_to_uv, ids),
-                          "fs": self.sampling_frequency})
+        scaling = (self.gains_to_uv.tobytes(), self.offsets_to_uv.tobytes(), ids.tobytes(),
+                   self.sampling_frequency)
+        if filename:
+            stat = os.stat(filename)
+            ident = {"file": os.path.abspath(filename), "size": stat.st_size,
+                     "mtime_ns": stat.st_mtime_ns,
+                     "offset": int(getattr(backend, "offset", 0) or 0),
+                     "dataset": str(getattr(backend, "name", ""))}
+            memo = (tuple(ident.values()), scaling)
+        else:
+            # in-memory traces are hashed once per Recording (they are not expected to change)
+            memo = ("memory", scaling)
+        cached = getattr(self, "_fingerprint_memo", None)
+        if cached is not None and cached[0] == memo:
+            return cached[1]
+        if not filename:
+            ident = hash_arrays(np.asarray(backend))
+        value = hash_json({"traces": ident, "dtype": self.dtype.str,
+                           "shape": list(self._backend.shape),
+                           "scaling": hash_arrays(self.gains_to_uv, self.offsets_to_uv, ids),
+                           "fs": self.sampling_frequency})
+        self._fingerprint_memo = (memo, value)
+        return value
 
     # -- data -------------------------------------------------------------------------------
     def traces(self, start_sample: int = 0, end_sample: int | None = None, channel_ids=None,

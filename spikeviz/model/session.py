@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import param
 
@@ -87,26 +89,30 @@ class Session(param.Parameterized):
             params.setdefault("channel_locations_um", recording.channel_locations_um)
         super().__init__(sorting=sorting, recording=recording, **params)
         self._analysis = None
+        self._analysis_lock = threading.Lock()
 
     # -- derived results -------------------------------------------------------------------
     @property
     def analysis(self) -> Analysis:
         """The lazy, cached derived results of this session (see :mod:`.analysis`)."""
-        if self._analysis is None:
-            from . import steps, steps_metrics  # noqa: F401 (registers the results; numba)
-            folder = cache_folder_for(self.source) if self.cache_dir == "auto" else \
-                self.cache_dir
-            self._analysis = Analysis(self, DiskCache(folder), n_jobs=self.n_jobs)
-        return self._analysis
+        with self._analysis_lock:
+            if self._analysis is None:
+                from . import steps, steps_metrics  # noqa: F401 (registers the results)
+                folder = cache_folder_for(self.source) if self.cache_dir == "auto" else \
+                    self.cache_dir
+                self._analysis = Analysis(self, DiskCache(folder), n_jobs=self.n_jobs)
+            return self._analysis
 
     def compute(self, name: str, **params):
         """A derived result by name, computed on first use and cached (memory and disk).
 
-        Names: ``templates``, ``waveforms``, ``noise_levels``, ``sparsity``,
-        ``spike_amplitudes``, ``unit_locations``, ``principal_components``,
-        ``correlograms``, ``isi_histograms``, ``firing_rates``, ``quality_metrics``,
-        ``template_similarity``, ``merge_suggestions``, ``random_spikes``. Parameters are
-        those of :data:`spikeviz.model.analysis.STEPS` ``[name].defaults``.
+        Names: ``templates``, ``median_templates``, ``unit_peaks``, ``waveforms``,
+        ``noise_levels``, ``sparsity``, ``spike_amplitudes``, ``unit_locations``,
+        ``principal_components``, ``correlograms``, ``isi_histograms``, ``firing_rates``,
+        ``quality_metrics``, ``template_similarity``, ``merge_suggestions``,
+        ``random_spikes``. Parameters are those of
+        :data:`spikeviz.model.analysis.STEPS` ``[name].defaults``. Values computed from
+        traces are in µV when the recording's gain is known, else in stored units.
         """
         self.analysis.n_jobs = self.n_jobs
         return self.analysis.get(name, **params)
@@ -114,8 +120,10 @@ class Session(param.Parameterized):
     def precompute(self, names=None, progress=None) -> list[str]:
         """Compute (or find in the cache) the results the views need; returns what ran.
 
-        ``names`` default: every result this session can compute (those needing traces only
-        with a recording). ``progress(name, fraction)`` is called as work advances.
+        ``names`` default: :func:`default_precompute` — what the views need: results that need
+        traces only with a recording, all-pairs correlograms only up to
+        ``PRECOMPUTE_CCG_MAX_UNITS`` units, no median templates. ``progress(name, fraction)``
+        is called as work advances.
         """
         analysis = self.analysis
         analysis.n_jobs = self.n_jobs

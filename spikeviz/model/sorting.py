@@ -339,6 +339,14 @@ class Sorting(param.Parameterized):
                     np.array([self.sampling_frequency], dtype=np.float64))
             return self._hash_box["spikes"]
 
+    def property_hash(self, name: str) -> str:
+        """sha256 (hex) of the per-spike property ``name`` (cached like :meth:`spikes_hash`)."""
+        with self._lock:
+            if f"property:{name}" not in self._hash_box:
+                self._hash_box[f"property:{name}"] = hash_arrays(
+                    np.asarray(self._spike_properties[name]))
+            return self._hash_box[f"property:{name}"]
+
     def _replace(self, **params) -> Sorting:
         """A Sorting sharing this one's (read-only) arrays, with other parameter values."""
         new = Sorting.__new__(Sorting)

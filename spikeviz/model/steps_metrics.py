@@ -7,7 +7,6 @@ import pandas as pd
 
 from ..compute import ccg, merges, metrics, similarity, waveforms
 from .analysis import Step, register
-from .cache import hash_arrays
 from .steps import SPARSITY, WINDOW, _frame, _num_samples, _pick, ms_to_samples
 
 # Metrics computed from the spike trains alone.
@@ -63,12 +62,16 @@ def _qm_extra_key(ctx, params):
     amplitudes = _phy_amplitudes(ctx)
     if _has_traces(ctx) or amplitudes is None:
         return None
-    return hash_arrays(np.asarray(amplitudes))
+    return ctx.session.sorting.property_hash("amplitudes")
 
 
 def _run_qm(ctx, params, deps):
     s = ctx.session.sorting
     wanted = _wanted(ctx, params)
+    if s.num_units == 0 or _num_samples(ctx) == 0:  # nothing to judge: NaN (0 spikes)
+        return ({name: (np.zeros(s.num_units, np.int64) if name == "num_spikes"
+                        else np.full(s.num_units, np.nan)) for name in wanted},
+                {"columns": wanted})
     options = {k: v for k, v in params.items()
                if k not in {"metric_names", *WINDOW, *SPARSITY}}
     inputs = {}

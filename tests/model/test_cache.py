@@ -216,3 +216,69 @@ def test_cache_entries_live_beside_a_folder_source(tmp_path, toy_steps):
     s.compute("toy")
     entries = list((folder / ".spikeviz").iterdir())
     assert [Path(e).name.split("-")[0] for e in entries] == ["toy"]
+
+
+# -- regressions from review -----------------------------------------------------------------
+def test_a_session_changed_during_a_computation_cannot_poison_the_cache(tmp_path, toy_steps):
+    session = _session(tmp_path)
+    other = session.sorting.select_units([0])
+
+    def run(ctx, params, deps):  # the user curates while the result is being computed
+        session.sorting = other
+        return _run_toy(ctx, params, deps)
+
+    STEPS["toy"] = Step("toy", 1, {"scale": 1}, run)
+    counts = session.compute("toy")["counts"]
+    np.testing.assert_array_equal(counts, [1, 3])  # the sorting the request started with
+    fresh = _session(tmp_path)
+    np.testing.assert_array_equal(fresh.compute("toy")["counts"], [1, 3])
+    assert fresh.analysis.computed == []
+
+
+def test_results_are_read_only_and_tables_are_copies(tmp_path, toy_steps):
+    session = _session(tmp_path)
+    counts = session.compute("toy")["counts"]
+    with pytest.raises(ValueError):
+        counts *= 2
+    memory_only = sv.Session(sv.Sorting.from_arrays([1, 2], [0, 0], 1000.0))
+    with pytest.raises(ValueError):
+        memory_only.compute("toy")["counts"][0] = 7
+    frame = memory_only.compute("firing_rates")  # tuple of arrays
+    assert not frame[0].flags.writeable
+
+
+def test_damaged_entries_are_misses_not_crashes(tmp_path):
+    cache = DiskCache(tmp_path)
+    key = "e" * 64
+    cache.store("t", key, {"x": np.arange(3)}, {}, {})
+    entry = tmp_path / f"t-{'e' * 16}"
+    (entry / "x.npy").write_bytes(b"")
+    assert cache.load("t", key) is None
+    cache.store("t", key, {"x": np.arange(3)}, {}, {})
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["arrays"] = ["x"]
+    (entry / "meta.json").write_text(json.dumps(meta))
+    assert cache.load("t", key) is None
+
+
+def test_integer_and_float_parameters_name_one_result(tmp_path):
+    s = _session(tmp_path)
+    a = s.compute("correlograms", window_ms=20, bin_ms=1)
+    b = s.compute("correlograms", window_ms=20.0, bin_ms=1.0)
+    assert a[0] is b[0] and s.analysis.computed == ["correlograms"]
+
+
+def test_looking_at_the_cache_does_not_count_as_a_hit(tmp_path, toy_steps):
+    _session(tmp_path).compute("toy_total")
+    again = _session(tmp_path)
+    assert again.analysis.plan(["toy_total"]) == []
+    assert again.analysis.is_available("toy_total")
+    assert again.analysis.cache.hits == []
+
+
+def test_an_empty_sorting_without_a_recording_precomputes(tmp_path):
+    empty = sv.Session(sv.Sorting.from_arrays([], [], 30000.0, unit_ids=[5, 6]))
+    empty.precompute()
+    metrics = sv.compute.quality_metrics(empty)
+    assert list(metrics.index) == [5, 6] and (metrics["num_spikes"] == 0).all()
+    assert metrics["firing_rate"].isna().all()
