@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import gc
+import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -37,3 +42,14 @@ def spike_dataset(num_spikes=10_000_000, num_units=500, duration_s=3600.0, fs=30
 def row(name, seconds, peer=None):
     ratio = "" if peer is None else f"   peer/spikeviz = {peer / seconds:6.1f}x"
     print(f"  {name:<52}{seconds * 1e3:10.1f} ms{ratio}")
+
+
+def cold_compile_seconds(code: str) -> float:
+    """Run ``code`` in a fresh interpreter with an empty numba cache; it must print the
+    seconds its first calls took as its last line (the kernels' cold compile time)."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                             capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[1])
+    return float(out.stdout.strip().splitlines()[-1])

@@ -19,10 +19,7 @@ times ISI histograms (vs SpikeInterface's default numpy implementation) and firi
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _si_dataset
 from _common import best_of, peak_rss_mb, row
+from _common import cold_compile_seconds as _cold_compile_seconds
 
 WINDOW_MS, BIN_MS = 100.0, 1.0
 
@@ -48,12 +46,7 @@ print(time.perf_counter() - t1)
 
 def cold_compile_seconds() -> float:
     """Compile the kernels from scratch in a subprocess with an empty numba cache."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        out = subprocess.run([sys.executable, "-c", COLD_COMPILE], env=env, check=True,
-                             capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parents[1])
-    return float(out.stdout.strip().splitlines()[-1])
+    return _cold_compile_seconds(COLD_COMPILE)
 
 
 def main():

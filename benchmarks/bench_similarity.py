@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _si_dataset
 from _common import best_of, peak_rss_mb, row
+from _common import cold_compile_seconds as _cold_compile_seconds
 
 COLD_COMPILE = """
 import time, numpy as np
@@ -45,12 +44,8 @@ print(time.perf_counter() - t0)
 
 
 def cold_compile_seconds() -> float:
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        out = subprocess.run([sys.executable, "-c", COLD_COMPILE], env=env, check=True,
-                             capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parents[1])
-    return float(out.stdout.strip().splitlines()[-1])
+    """Compile the kernels from scratch in a subprocess with an empty numba cache."""
+    return _cold_compile_seconds(COLD_COMPILE)
 
 
 def channel_rows(mask):
