@@ -325,12 +325,6 @@ register(Step("principal_components", 1,
 
 
 # -- spike-train results (no recording needed) ----------------------------------------------
-def _unit_positions(ctx, unit_ids):
-    if unit_ids is None:
-        return None
-    return np.array([ctx.session.sorting.unit_index_of(u) for u in unit_ids], dtype=np.int64)
-
-
 def _run_ccg(ctx, params, deps):
     s = ctx.session.sorting
     counts, edges = ccg.compute_correlograms(
