@@ -1,14 +1,34 @@
 """spikeviz: interactive analysis and curation of spike-sorted extracellular recordings.
 
-``import spikeviz`` loads no Panel, Bokeh or HoloViews; the dashboards import them when used.
+``import spikeviz`` loads no Panel, Bokeh or HoloViews (nor pynwb or SpikeInterface); the
+dashboards and the format modules import them when used.
 """
 
-from . import compute
+from . import compute, export
 from .errors import InputError, SpikevizError
 from .io import load, read_recording
 from .model import Recording, Session, Sorting, Templates
 
 __version__ = "0.1.0"
+
+
+def from_spikeinterface(obj):
+    """A SpikeInterface object as spikeviz's: BaseRecording → :class:`Recording` (lazy),
+    BaseSorting → :class:`Sorting`, SortingAnalyzer → :class:`Session` reusing its computed
+    extensions. Needs the optional ``spikeinterface`` package."""
+    from .io.spikeinterface_ import from_spikeinterface as convert
+
+    return convert(obj)
+
+
+def to_spikeinterface(obj):
+    """A spikeviz object as SpikeInterface's: :class:`Recording` → BaseRecording (lazy),
+    :class:`Sorting` → BaseSorting, :class:`Session` → SortingAnalyzer (with a recording) or
+    BaseSorting. Needs the optional ``spikeinterface`` package."""
+    from .io.spikeinterface_ import to_spikeinterface as convert
+
+    return convert(obj)
+
 
 __all__ = [
     "InputError",
@@ -19,6 +39,9 @@ __all__ = [
     "Templates",
     "__version__",
     "compute",
+    "export",
+    "from_spikeinterface",
     "load",
     "read_recording",
+    "to_spikeinterface",
 ]

@@ -90,3 +90,15 @@ def test_views_do_not_import_each_other():
                     parts[2] != path.stem and path.name != "__init__.py":
                 offenders.append(f"{path.name}: {name}")
     assert offenders == []
+
+
+def test_importing_spikeviz_loads_no_optional_format_library():
+    """pynwb/hdmf and SpikeInterface load only when a file of theirs is read or written."""
+    code = (
+        "import sys, spikeviz, spikeviz.export, spikeviz.io\n"
+        "heavy = ('pynwb', 'hdmf', 'spikeinterface', 'neo', 'phylib')\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "", f"imported at start-up: {out.stdout}"

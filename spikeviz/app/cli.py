@@ -99,6 +99,18 @@ def cmd_precompute(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    from .convert import options, run, target_format
+
+    fmt = target_format(args.dst, args.to)
+    kwargs = options(args, fmt)  # refuse misplaced options before reading anything
+    args.path = args.src
+    session = _load(args)
+    run(session, args.dst, fmt, kwargs, overwrite=args.overwrite, compute=args.compute,
+        progress=not args.quiet)
+    return 0
+
+
 def _serve(factory, args) -> int:
     from .serve import serve
 
@@ -158,6 +170,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated results (default: what the views need)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_precompute)
+
+    p = sub.add_parser("convert", help="write a sorting as NWB, HDF5 or a Phy folder")
+    p.add_argument("src", help="anything spikeviz reads")
+    p.add_argument("dst", help="output file (.nwb, .h5) or folder (phy)")
+    p.add_argument("--to", choices=("nwb", "phy", "hdf5"), default=None,
+                   help="output format (default: from DST's suffix; a folder means phy)")
+    _add_reader_options(p)
+    p.add_argument("--style", choices=("ragged", "raster", "group", "paired"), default=None,
+                   help="HDF5 layout (default ragged)")
+    p.add_argument("--time-unit", choices=("s", "ms", "samples"), default=None,
+                   help="HDF5 time unit (default s)")
+    p.add_argument("--bin-ms", type=float, default=None,
+                   help="bin width of the HDF5 raster style, ms (default 1)")
+    p.add_argument("--metadata", default=None, metavar="META.yaml",
+                   help="NWB metadata (YAML/JSON shaped like neuroconv's: NWBFile, Subject, "
+                        "Ecephys)")
+    p.add_argument("--include-recording", action="store_true",
+                   help="NWB: write the raw traces too (compressed, chunk by chunk)")
+    p.add_argument("--raw", choices=("link", "copy", "none"), default=None,
+                   help="Phy: point dat_path at the raw file (link, default), copy it into "
+                        "the folder, or leave it out")
+    p.add_argument("--compute", action="store_true",
+                   help="compute missing templates/metrics/amplitudes first (default: "
+                        "include only what is already computed or cached)")
+    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("generate", help="write a synthetic ground-truth dataset (Phy folder)")
     p.add_argument("out", help="output folder")

@@ -10,10 +10,11 @@ class ProgressBar:
     """A one-line text progress bar on ``stream`` (redrawn in place on a terminal).
 
     Called as ``bar(name, fraction)``; a new name starts a new line. Off a terminal (logs,
-    CI) it prints one line per finished step instead of redrawing.
+    CI) it prints one line per finished step instead of redrawing. ``total_steps`` None: the
+    number of steps is not known in advance (no ``[k/n]`` counter).
     """
 
-    def __init__(self, total_steps: int, stream=None, width: int = 30):
+    def __init__(self, total_steps: int | None, stream=None, width: int = 30):
         self.stream = stream or sys.stderr
         self.total = total_steps
         self.width = width
@@ -35,15 +36,19 @@ class ProgressBar:
             filled = round(fraction * self.width)
             bar = "#" * filled + "-" * (self.width - filled)
             elapsed = time.perf_counter() - self.started
-            step = f"[{len(self.done) + (fraction < 1.0)}/{self.total}]"
-            self.stream.write(f"\r{step} {name:<22} [{bar}] {fraction:4.0%} {elapsed:6.1f} s")
+            self.stream.write(f"\r{self._counter(fraction < 1.0)}{name:<22} [{bar}] "
+                              f"{fraction:4.0%} {elapsed:6.1f} s")
             if fraction >= 1.0:
                 self.stream.write("\n")
         elif fraction >= 1.0:
             elapsed = time.perf_counter() - self.started
-            self.stream.write(f"[{len(self.done)}/{self.total}] {name} done in "
-                              f"{elapsed:.1f} s\n")
+            self.stream.write(f"{self._counter(False)}{name} done in {elapsed:.1f} s\n")
         self.stream.flush()
+
+    def _counter(self, running: bool) -> str:
+        if self.total is None:
+            return ""
+        return f"[{len(self.done) + running}/{self.total}] "
 
 
 def run(session, names=None, jobs: int = 1, progress: bool = True, out=None) -> list[str]:
