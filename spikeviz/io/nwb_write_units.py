@@ -1,0 +1,207 @@
+"""The NWB Units table, built column by column from whole arrays (no ``add_unit`` loop).
+
+Imported only by :func:`spikeviz.io.nwb_write.write_nwb` (hdmf/pynwb at module level).
+
+Conventions:
+
+- ``spike_times``: seconds, float64, ``sample_index / sampling_frequency`` in unit order;
+  ``round(spike_times * sampling_frequency)`` gives back the sample indices exactly (float64
+  division is correctly rounded, and the error is far below half a sample for any recording
+  shorter than ~4,000 years at 30 kHz). ``resolution`` = 1 / sampling_frequency.
+- Ids: non-negative integer unit ids are the table's ``id``; any other ids (strings,
+  negative integers) are written as strings in a ``unit_name`` column with ``id`` 0..n-1
+  (SpikeInterface's NWB reader takes ``unit_name`` as the unit ids when present).
+- ``obs_intervals``: [[0, duration_s]] per unit when the recording length is known.
+- With templates in µV: ``waveform_mean``/``waveform_sd`` in volts, (units, samples, channels)
+  over every channel of the templates, and ``electrodes`` lists those channels (same order)
+  for every unit, so that the third waveform axis and the electrodes agree.
+- The curation label is the ``quality`` column (good / mua / noise / unsorted): the name
+  SpikeInterface gives the curation label it reads from Phy, and the name the Allen
+  Institute's NWB files use. Every other unit-table column is a described column; columns
+  that cannot be written as one scalar per unit are left out with a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from hdmf.common import DynamicTableRegion, ElementIdentifiers, VectorData, VectorIndex
+
+from ..model import Sorting
+
+LABEL_COLUMN = "quality"
+
+# Units columns with a meaning in the NWB schema, or used by the writer itself.
+RESERVED = ("id", "spike_times", "spike_times_index", "obs_intervals", "obs_intervals_index",
+            "electrodes", "electrodes_index", "electrode_group", "waveform_mean",
+            "waveform_sd", "waveforms", "waveforms_index", "waveforms_index_index",
+            "unit_name", LABEL_COLUMN)
+
+DESCRIPTIONS = {
+    LABEL_COLUMN: "Curation label of the unit: good (single unit), mua (multi-unit activity), "
+                  "noise (not neural) or unsorted (not curated).",
+    "num_spikes": "Number of spikes of the unit (count).",
+    "firing_rate": "Mean firing rate over the recording, in Hz (spikes per second).",
+    "presence_ratio": "Fraction (0-1) of 60 s bins of the recording in which the unit fires.",
+    "isi_violations_ratio": "ISI violation ratio (Hill et al. 2011, SpikeInterface "
+                            "definition): rate of inter-spike intervals below 1.5 ms "
+                            "relative to the rate expected by chance (dimensionless).",
+    "isi_violations_count": "Number of inter-spike intervals below 1.5 ms (count).",
+    "firing_range": "Range between the 5th and 95th percentiles of the firing rate in 5 s "
+                    "bins, in Hz.",
+    "snr": "Signal-to-noise ratio: absolute template value at the peak channel divided by "
+           "that channel's noise level (dimensionless).",
+    "amplitude_cutoff": "Estimated fraction (0-1) of the unit's spikes missing below the "
+                        "detection threshold (Hill et al. 2011).",
+    "amplitude_median": "Median spike amplitude at the peak channel, in microvolts (signed).",
+    "isolation_distance": "Mahalanobis isolation distance in principal-component space "
+                          "(dimensionless).",
+    "l_ratio": "L-ratio of the unit's cluster in principal-component space (dimensionless).",
+    "d_prime": "LDA d-prime between the unit and the other spikes in principal-component "
+               "space (dimensionless).",
+}
+
+
+def _index_dtype(total: int) -> np.dtype:
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if total <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.uint64)
+
+
+def spike_times_s(sorting: Sorting) -> tuple[np.ndarray, np.ndarray]:
+    """(flat spike times in seconds in unit order, cumulative end index per unit)."""
+    fs = float(sorting.sampling_frequency)
+    counts = sorting.spike_counts().to_numpy()
+    ends = np.cumsum(counts, dtype=np.int64)
+    times = np.empty(int(ends[-1]) if ends.size else 0, dtype=np.float64)
+    start = 0
+    for uid, end in zip(sorting.unit_ids.tolist(), ends.tolist(), strict=True):
+        if end > start:
+            np.divide(sorting.spike_train(uid), fs, out=times[start:end])
+        start = end
+    return times, ends
+
+
+def _column_values(name: str, values: pd.Series) -> np.ndarray | list | None:
+    """One scalar per unit in an HDF5-friendly dtype, or None when it cannot be written."""
+    dtype = values.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        if values.isna().any():
+            return values.astype("float64").to_numpy()  # NaN where missing, 1.0/0.0 else
+        return values.to_numpy(dtype=bool)
+    if pd.api.types.is_integer_dtype(dtype):
+        if values.isna().any():
+            return values.astype("float64").to_numpy()
+        return values.to_numpy(dtype=np.int64)
+    if pd.api.types.is_float_dtype(dtype):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype) or \
+            pd.api.types.is_object_dtype(dtype):
+        items = values.astype(object).tolist()
+        if all(isinstance(v, str) or v is None or (isinstance(v, float) and np.isnan(v))
+               or v is pd.NA for v in items):
+            return ["" if not isinstance(v, str) else v for v in items]
+        if all(isinstance(v, bool | np.bool_) for v in items):
+            return np.asarray(items, dtype=bool)
+        if all(isinstance(v, int | float | np.integer | np.floating)
+               and not isinstance(v, bool | np.bool_) for v in items):
+            return np.asarray(items, dtype=np.float64)
+    return None
+
+
+def unit_columns(table: pd.DataFrame, format_name: str = "") -> list:
+    """Described ``VectorData`` for the label and every writable unit-table column."""
+    columns, dropped = [], []
+    labels = table["label"].fillna("unsorted").astype(str) if "label" in table else None
+    for name in table.columns:
+        if name == "label":
+            continue
+        key = str(name)
+        if key in RESERVED or "/" in key or key.endswith("_index") or not key:
+            dropped.append((key, "its name is reserved by NWB or not a valid column name"))
+            continue
+        data = _column_values(key, table[name])
+        if data is None:
+            dropped.append((key, f"values of dtype {table[name].dtype} are not one number, "
+                                 f"boolean or string per unit"))
+            continue
+        description = DESCRIPTIONS.get(key) or (
+            f"Unit property {key!r} of the source" + (f" ({format_name})" if format_name else "")
+            + "; its unit of measurement was not recorded.")
+        columns.append(VectorData(name=key, description=description, data=data))
+    if labels is not None:
+        columns.insert(0, VectorData(name=LABEL_COLUMN, description=DESCRIPTIONS[LABEL_COLUMN],
+                                     data=labels.tolist()))
+    if dropped:
+        warnings.warn("NWB export: unit columns left out: " + "; ".join(
+            f"{n!r} ({why})" for n, why in dropped), UserWarning, stacklevel=3)
+    return columns
+
+
+def build_units(sorting: Sorting, table: pd.DataFrame, data_io, templates=None,
+                electrode_rows: np.ndarray | None = None, electrodes_table=None,
+                format_name: str = ""):
+    """The pynwb ``Units`` table for ``sorting`` with the columns of ``table``.
+
+    ``templates`` (spikeviz Templates in µV, rows in the sorting's unit order) and
+    ``electrode_rows`` (electrodes-table row of each template channel) add waveform_mean /
+    waveform_sd and electrodes. ``data_io(array)`` wraps large arrays with compression.
+    """
+    from pynwb.misc import Units
+
+    fs = float(sorting.sampling_frequency)
+    n = sorting.num_units
+    ids = np.asarray(sorting.unit_ids)
+    integer_ids = ids.dtype.kind in "iu" and (ids.size == 0 or int(ids.min()) >= 0)
+    columns = []
+    times, ends = spike_times_s(sorting)
+    spike_times = VectorData(name="spike_times", data=data_io(times),
+                             description="Spike times of each unit, in seconds from the start "
+                                         "of the recording (sample index / sampling rate).")
+    columns += [spike_times, VectorIndex(name="spike_times_index", target=spike_times,
+                                         data=ends.astype(_index_dtype(times.size)))]
+    if sorting.num_samples is not None:
+        intervals = VectorData(name="obs_intervals",
+                               description="Observation interval of each unit, [start, stop] "
+                                           "in seconds: the whole recording.",
+                               data=np.tile([0.0, sorting.num_samples / fs], (n, 1)))
+        columns += [intervals, VectorIndex(name="obs_intervals_index", target=intervals,
+                                           data=np.arange(1, n + 1, dtype=_index_dtype(n)))]
+    kwargs = {}
+    if templates is not None:
+        channels = electrode_rows.size
+        region = DynamicTableRegion(
+            name="electrodes", table=electrodes_table,
+            description="Electrodes of each unit's waveform_mean / waveform_sd (third axis, "
+                        "same order): every channel of the templates.",
+            data=np.tile(electrode_rows.astype(np.int64), n))
+        columns += [region, VectorIndex(
+            name="electrodes_index", target=region,
+            data=(np.arange(1, n + 1, dtype=np.int64) * channels).astype(
+                _index_dtype(n * channels)))]
+        columns.append(VectorData(
+            name="waveform_mean", data=data_io(_volts(templates.data)),
+            description="Mean waveform of each unit, in volts, (samples, electrodes)."))
+        if templates.std is not None:
+            columns.append(VectorData(
+                name="waveform_sd", data=data_io(_volts(templates.std)),
+                description="Standard deviation of each unit's waveforms, in volts, "
+                            "(samples, electrodes)."))
+        kwargs = {"waveform_rate": fs, "waveform_unit": "volts"}
+        if templates.nbefore is not None:
+            kwargs["waveform_time_before_peak_in_ms"] = templates.nbefore / fs * 1e3
+    if not integer_ids:
+        columns.append(VectorData(name="unit_name", data=[str(u) for u in ids.tolist()],
+                                  description="Unit id as given by the spike sorting."))
+    columns += unit_columns(table, format_name)
+    id_data = ids.astype(np.int64) if integer_ids else np.arange(n, dtype=np.int64)
+    return Units(name="units", id=ElementIdentifiers(name="id", data=id_data), columns=columns,
+                 resolution=1.0 / fs, description="Spike-sorted units exported by spikeviz.",
+                 **kwargs)
+
+
+def _volts(values_uv) -> np.ndarray:
+    return (np.asarray(values_uv, dtype=np.float64) * 1e-6).astype(np.float32)
