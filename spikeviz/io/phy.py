@@ -23,8 +23,9 @@ from . import binary
 
 FORMAT = "phy"
 # Sources of the normalised ``label`` column, most authoritative first: phy's manual curation,
-# KiloSort's automatic label, bombcell's classification.
-LABEL_COLUMNS = ("group", "KSLabel", "bc_unitType")
+# a ``cluster_label.tsv`` (spikeviz's export writes one for labels outside phy's groups, e.g.
+# "non-soma"), KiloSort's automatic label, bombcell's classification.
+LABEL_COLUMNS = ("group", "label", "KSLabel", "bc_unitType")
 
 
 def sniff(path: Path) -> bool:

@@ -11,7 +11,15 @@ Files and dtypes follow KiloSort's output:
 ``templates.npy``           float32 (templates, samples, channels), dense
 ``channel_map.npy``         int32 (channels,): row of each channel in the raw file
 ``channel_positions.npy``   float64 (channels, 2): x/y in µm
+``template_ind.npy``        int32 (templates, channels_loc): channel of each template column
+                            when templates are sparse (-1 pads), absent when dense
+``similar_templates.npy``   float32 (templates, templates)
+``whitening_mat(_inv).npy`` float64 (channels, channels)
+``pc_features.npy``         float32 (spikes, pcs, channels_loc), written block by block
+``pc_feature_ind.npy``      uint32 (templates, channels_loc): channel of each feature column
+``channel_shanks.npy``      int32 (channels,): shank of each channel
 ``cluster_group.tsv``       ``cluster_id<TAB>group`` with group good / mua / noise / unsorted
+``cluster_<name>.tsv``      ``cluster_id<TAB><name>``: one per column of ``cluster_tables``
 ``params.py``               ``dat_path``, ``n_channels_dat``, ``dtype``, ``offset``,
                             ``sample_rate`` (Hz), ``hp_filtered`` as Python literals;
                             optionally ``gain_to_uv`` (µV per stored unit of the raw
@@ -35,10 +43,11 @@ import ast
 import contextlib
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..atomic import atomic_file, atomic_folder
 from ..errors import InputError
@@ -56,8 +65,10 @@ STALE_FILES = (
     "pc_features.npy", "pc_feature_ind.npy", "pc_feature_spike_ids.npy",
     "template_features.npy", "template_feature_ind.npy", "template_feature_spike_ids.npy",
     "whitening_mat.npy", "whitening_mat_inv.npy", "spike_times_reordered.npy",
-    "spike_clusters.npy", "spike_times.npy", "params.py",
+    "spike_clusters.npy", "spike_times.npy", "channel_shanks.npy", "params.py",
 )
+# Arrays above this size are written block by block (bounded memory for pc_features.npy).
+BLOCK_BYTES = 32 * 2 ** 20
 STALE_GLOBS = ("cluster_*.tsv", "cluster_*.csv")
 STALE_FOLDERS = (".phy",)
 
@@ -130,12 +141,14 @@ def _dat_path(value, folder: Path):
         if not isinstance(p, str | os.PathLike):
             raise InputError(f"must be a path or a list of paths, got {type(p).__name__}",
                              field="params.dat_path")
+        if not str(os.fspath(p)).strip():
+            return ""  # phylib's "no raw data file" (Path('') would be '.', the folder)
         p = Path(p)
         if p.is_absolute():
             with contextlib.suppress(ValueError):
                 return p.relative_to(folder.absolute()).as_posix()
             return str(p)
-        return p.as_posix() if str(p) else ""
+        return p.as_posix()
     if isinstance(value, list | tuple):
         return [one(p) for p in value]
     return one(value)
@@ -247,13 +260,148 @@ def _cluster_group_text(cluster_groups: Mapping, cluster_ids: np.ndarray) -> str
     return "cluster_id\tgroup\n" + "".join(f"{c}\t{g}\n" for c, g in rows)
 
 
+# -- optional KiloSort arrays and cluster tables ----------------------------------------------
+class Blocks:
+    """An array-like (e.g. a memmap or a lazy view) written to ``.npy`` block by block as
+    ``dtype``, so that a large array is never loaded whole."""
+
+    def __init__(self, source, dtype):
+        self.source, self.dtype, self.shape = source, np.dtype(dtype), tuple(source.shape)
+
+    def __getitem__(self, key):
+        return np.asarray(self.source[key], dtype=self.dtype)
+
+
+def _float_array(values, field: str, shape: tuple, dtype=np.float64) -> np.ndarray:
+    values = np.asarray(values)
+    if values.shape != shape or (values.size and values.dtype.kind not in "fiu"):
+        raise InputError(f"expected numbers of shape {shape}, got {values.dtype} {values.shape}",
+                         field=field)
+    if not np.isfinite(values).all():
+        raise InputError("must be finite", field=field)
+    return values.astype(dtype)
+
+
+def _channel_table(values, field: str, shape: tuple, num_channels: int, lowest: int, dtype):
+    values = np.asarray(values)
+    if values.shape != shape or (values.size and values.dtype.kind not in "iu"):
+        raise InputError(f"expected integers of shape {shape}, got {values.dtype} "
+                         f"{values.shape}", field=field)
+    if values.size and (int(values.min()) < lowest or int(values.max()) >= num_channels):
+        raise InputError(f"channel indices must lie in [{lowest}, {num_channels}), found "
+                         f"{int(values.min())}..{int(values.max())}", field=field)
+    return values.astype(dtype)
+
+
+def _optional_arrays(n: int, num_templates: int, num_channels: int | None, templates,
+                     template_ind, similar_templates, whitening_mat, whitening_mat_inv,
+                     pc_features, pc_feature_ind, channel_shanks) -> dict:
+    out = {}
+    needs_channels = {"template_ind": template_ind, "whitening_mat": whitening_mat,
+                      "whitening_mat_inv": whitening_mat_inv, "pc_feature_ind": pc_feature_ind,
+                      "channel_shanks": channel_shanks}
+    for field, value in needs_channels.items():
+        if value is not None and num_channels is None:
+            raise InputError("needs the channels: give channel_positions_um or channel_map",
+                             field=field)
+    if template_ind is not None:
+        if templates is None:
+            raise InputError("sparse template channels without templates", field="template_ind")
+        out["template_ind.npy"] = _channel_table(template_ind, "template_ind",
+                                                 templates.shape[::2], num_channels, -1, np.int32)
+    if similar_templates is not None:
+        out["similar_templates.npy"] = _float_array(
+            similar_templates, "similar_templates", (num_templates, num_templates), np.float32)
+    for name, value in (("whitening_mat", whitening_mat),
+                        ("whitening_mat_inv", whitening_mat_inv)):
+        if value is not None:
+            out[f"{name}.npy"] = _float_array(value, name, (num_channels, num_channels))
+    if (pc_features is None) != (pc_feature_ind is None):
+        raise InputError("pc_features and pc_feature_ind go together", field="pc_features")
+    if pc_features is not None:
+        shape = tuple(pc_features.shape)
+        if len(shape) != 3 or shape[0] != n or np.dtype(pc_features.dtype).kind not in "fiu":
+            raise InputError(f"expected numbers of shape ({n} spikes, pcs, channels), got "
+                             f"{pc_features.dtype} {shape}", field="pc_features")
+        out["pc_feature_ind.npy"] = _channel_table(pc_feature_ind, "pc_feature_ind",
+                                                   (num_templates, shape[2]), num_channels, 0,
+                                                   np.uint32)
+        out["pc_features.npy"] = Blocks(pc_features, np.float32)
+    if channel_shanks is not None:
+        shanks = _as_int_vector(channel_shanks, "channel_shanks", None)
+        if shanks.size != num_channels:
+            raise InputError(f"{shanks.size} shanks but there are {num_channels} channels",
+                             field="channel_shanks")
+        out["channel_shanks.npy"] = _check_int32(shanks, "channel_shanks")
+    return out
+
+
+def _tsv_value(value) -> str:
+    if value is None or value is pd.NA or value is pd.NaT or \
+            (isinstance(value, float | np.floating) and np.isnan(value)):
+        return ""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return repr(value) if np.isfinite(value) else str(value)
+    return " ".join(str(value).split()) if isinstance(value, str) else str(value)
+
+
+def _cluster_table_texts(tables: pd.DataFrame, cluster_ids: np.ndarray) -> dict[str, str]:
+    """``cluster_<name>.tsv`` text per column of ``tables`` (indexed by cluster id)."""
+    if not isinstance(tables, pd.DataFrame):
+        raise InputError("must be a DataFrame indexed by cluster id", field="cluster_tables")
+    present = set(np.unique(cluster_ids).tolist())
+    ids = [int(c) if isinstance(c, int | np.integer) and not isinstance(c, bool) else c
+           for c in tables.index]
+    unknown = [c for c in ids if not isinstance(c, int) or c not in present]
+    if unknown:
+        raise InputError(f"rows for clusters without spikes or non-integer ids: {unknown[:5]}",
+                         field="cluster_tables")
+    if len(set(ids)) != len(ids):
+        raise InputError("cluster ids repeat", field="cluster_tables")
+    order = np.argsort(ids, kind="stable")
+    texts = {}
+    for column in tables.columns:
+        name = str(column)
+        if not name or not all(ch.isalnum() or ch in "_-." for ch in name):
+            raise InputError(f"column name {name!r} cannot be a file name cluster_<name>.tsv "
+                             f"(letters, digits, _ - . only)", field="cluster_tables")
+        if name in ("group", "info"):
+            raise InputError(f"cluster_{name}.tsv is reserved (groups go to cluster_groups)",
+                             field="cluster_tables")
+        values = tables[column].tolist()
+        rows = "".join(f"{ids[i]}\t{_tsv_value(values[i])}\n" for i in order)
+        texts[f"cluster_{name}.tsv"] = f"cluster_id\t{name}\n{rows}"
+    return texts
+
+
 # -- writing ---------------------------------------------------------------------------------
-def _write_npy(path: Path, array: np.ndarray, atomic: bool) -> None:
-    if not atomic:
+def _save_npy(path: Path, array, progress=None, step_name: str = "") -> None:
+    if isinstance(array, np.ndarray):
         np.save(path, array, allow_pickle=False)
         return
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=array.dtype, shape=array.shape)
+    try:
+        row_bytes = max(1, int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize)
+        step = max(1, BLOCK_BYTES // row_bytes)
+        total = array.shape[0]
+        for start in range(0, total, step):
+            stop = min(start + step, total)
+            out[start:stop] = array[start:stop]
+            if progress is not None:
+                progress(step_name, stop / total)
+        out.flush()
+    finally:
+        del out
+
+
+def _write_npy(path: Path, array, atomic: bool, progress=None) -> None:
+    if not atomic:
+        _save_npy(path, array, progress, path.stem)
+        return
     with atomic_file(path, overwrite=True, suffix=".npy") as tmp:
-        np.save(tmp, array, allow_pickle=False)
+        _save_npy(tmp, array, progress, path.stem)
 
 
 def _write_text(path: Path, text: str, atomic: bool) -> None:
@@ -276,7 +424,11 @@ def write_phy_folder(folder: str | Path, sample_index, spike_clusters,
                      sampling_frequency: float, *, templates=None, spike_templates=None,
                      amplitudes=None, channel_positions_um=None, channel_map=None,
                      cluster_groups: Mapping | None = None, params: Mapping | None = None,
-                     overwrite: bool = False) -> Path:
+                     overwrite: bool = False, template_ind=None, similar_templates=None,
+                     whitening_mat=None, whitening_mat_inv=None, pc_features=None,
+                     pc_feature_ind=None, channel_shanks=None,
+                     cluster_tables: pd.DataFrame | None = None,
+                     progress: Callable[[str, float], None] | None = None) -> Path:
     """Write a sorting as a Phy/KiloSort folder; returns the folder.
 
     ``sample_index``: spike times in samples (integers, sorted, >= 0). ``spike_clusters``:
@@ -292,6 +444,14 @@ def write_phy_folder(folder: str | Path, sample_index, spike_clusters,
     optionally ``gain_to_uv``, µV per stored unit of the raw file, a positive number or one per
     channel, which :mod:`spikeviz.io.phy` reads); ``sample_rate`` defaults to
     ``sampling_frequency`` and must equal it when given. Other keys are written as given.
+
+    Optional KiloSort arrays (see the module docstring): ``template_ind`` (templates are then
+    sparse: ``templates[:, :, j]`` is channel ``template_ind[:, j]``), ``similar_templates``,
+    ``whitening_mat``/``whitening_mat_inv``, ``pc_features`` (any array-like with ``shape``,
+    ``dtype`` and row slicing, e.g. a memmap: written in blocks) with ``pc_feature_ind``,
+    ``channel_shanks``; ``cluster_tables``: a DataFrame indexed by cluster id, one
+    ``cluster_<column>.tsv`` per column (empty cell for NaN). ``progress(step, fraction)`` is
+    called while large arrays are written.
 
     InputError on inconsistent input, before anything is written.
     """
@@ -329,6 +489,7 @@ def write_phy_folder(folder: str | Path, sample_index, spike_clusters,
         arrays["amplitudes.npy"] = amplitudes
 
     num_channels = None
+    num_templates = int(spike_templates.max()) + 1 if n else 0
     if templates is not None:
         templates = np.asarray(templates)
         if templates.ndim != 3:
@@ -342,7 +503,9 @@ def write_phy_folder(folder: str | Path, sample_index, spike_clusters,
                              f"only {templates.shape[0]} templates are given",
                              field="spike_templates")
         arrays["templates.npy"] = templates.astype(np.float32)
-        num_channels = templates.shape[2]
+        num_templates = templates.shape[0]
+        if template_ind is None:
+            num_channels = templates.shape[2]
 
     if channel_positions_um is not None:
         positions = np.asarray(channel_positions_um, dtype=np.float64)
@@ -374,6 +537,9 @@ def write_phy_folder(folder: str | Path, sample_index, spike_clusters,
         channel_map = np.arange(num_channels, dtype=np.int32)
     if channel_map is not None:
         arrays["channel_map.npy"] = channel_map
+    arrays.update(_optional_arrays(n, num_templates, num_channels, templates, template_ind,
+                                   similar_templates, whitening_mat, whitening_mat_inv,
+                                   pc_features, pc_feature_ind, channel_shanks))
 
     param_values = _make_params(params, sampling_frequency, num_channels, folder)
     if channel_map is not None and channel_map.size and "n_channels_dat" in param_values and \
@@ -384,13 +550,15 @@ def write_phy_folder(folder: str | Path, sample_index, spike_clusters,
     texts = {"params.py": params_text(param_values)}
     if cluster_groups is not None:
         texts["cluster_group.tsv"] = _cluster_group_text(cluster_groups, clusters)
+    if cluster_tables is not None:
+        texts.update(_cluster_table_texts(cluster_tables, clusters))
 
     names = set(arrays) | set(texts)
     if folder.exists() and not folder.is_dir():
         raise InputError("exists and is not a folder", path=folder)
     if not folder.exists():
         with atomic_folder(folder) as tmp:
-            _write_all(tmp, arrays, texts, atomic=False)
+            _write_all(tmp, arrays, texts, atomic=False, progress=progress)
         return folder
 
     existing = sorted(p.name for p in folder.iterdir() if p.name in names)
@@ -407,14 +575,14 @@ def write_phy_folder(folder: str | Path, sample_index, spike_clusters,
             shutil.rmtree(path)
         else:
             path.unlink()
-    _write_all(folder, arrays, texts, atomic=True)
+    _write_all(folder, arrays, texts, atomic=True, progress=progress)
     return folder
 
 
-def _write_all(folder: Path, arrays: Mapping[str, np.ndarray], texts: Mapping[str, str],
-               atomic: bool) -> None:
+def _write_all(folder: Path, arrays: Mapping, texts: Mapping[str, str], atomic: bool,
+               progress=None) -> None:
     for name, array in arrays.items():
-        _write_npy(folder / name, array, atomic)
+        _write_npy(folder / name, array, atomic, progress)
     # params.py last: a folder is recognised as Phy output only once everything else is there
     for name in sorted(texts, key=lambda k: k == "params.py"):
         _write_text(folder / name, texts[name], atomic)
