@@ -108,9 +108,8 @@ def _open(path: Path):
 
 def _location(obj) -> str:
     """HDF5 path of a container (``/acquisition/ElectricalSeries``, ``/units``)."""
-    for attr in ("data", "id"):
-        dataset = getattr(obj, attr, None)
-        name = getattr(dataset, "name", None)
+    for dataset in (getattr(obj, "data", None), getattr(getattr(obj, "id", None), "data", None)):
+        name = getattr(dataset, "name", None)  # an h5py.Dataset's path in the file
         if isinstance(name, str) and name.startswith("/"):
             return name.rsplit("/", 1)[0]
     parts = []
@@ -235,15 +234,20 @@ def _time_base(sampling_frequency, units, clock, path: Path, units_where: str) -
             "t0_from": "ElectricalSeries start" if clock is not None else "0 (no recording)"}
 
 
-def _to_samples(times_s, bounds, ids, base: dict, path: Path, field: str):
-    samples = np.round((times_s - base["t0_s"]) * base["sampling_frequency"])
-    if samples.size and samples.min() < 0:
-        i = int(np.argmin(samples))
-        unit = ids[int(np.searchsorted(bounds, i, side="right")) - 1]
-        raise InputError(f"spike at {times_s[i]:.6f} s (unit {unit!r}) lies before the "
-                         f"recording starts ({base['t0_s']:.6f} s); sample indices must be >= "
-                         f"0", path=path, field=field)
-    return samples.astype(np.int64)
+def _to_samples(times_s, bounds, ids, base: dict, path: Path, field: str) -> np.ndarray:
+    """round((t - t0_s) * fs) as int64, computed in place in ``times_s`` (which is consumed)."""
+    fs, t0 = base["sampling_frequency"], base["t0_s"]
+    if times_s.size:
+        i = int(np.argmin(times_s))
+        if np.round((times_s[i] - t0) * fs) < 0:
+            unit = ids[int(np.searchsorted(bounds, i, side="right")) - 1].item()
+            raise InputError(f"spike at {times_s[i]:.6f} s (unit {unit!r}) lies before the "
+                             f"recording starts ({t0:.6f} s); sample indices must be >= 0",
+                             path=path, field=field)
+    np.subtract(times_s, t0, out=times_s)
+    np.multiply(times_s, fs, out=times_s)
+    np.rint(times_s, out=times_s)
+    return times_s.astype(np.int64)
 
 
 # -- recording --------------------------------------------------------------------------------
@@ -362,12 +366,12 @@ def read_session(path: str | Path, sampling_frequency: float | None = None,
         base = _time_base(sampling_frequency, units, clock, path, units_where)
         results["nwb_time_base"] = base
 
-        ids = tables.unit_ids(units, path)
-        times_s, bounds = tables.spike_times_s(units, path)
+        ids = tables.unit_ids(units, path, units_where)
+        times_s, bounds = tables.spike_times_s(units, path, units_where)
         samples = _to_samples(times_s, bounds, ids, base, path, f"{units_where}/spike_times")
         unit_index = np.repeat(np.arange(ids.size, dtype=np.int32), np.diff(bounds))
         skipped: list[str] = []
-        table = tables.unit_table(units, ids, channel_ids, path, skipped)
+        table = tables.unit_table(units, ids, channel_ids, path, units_where, skipped)
         if skipped:
             results["nwb_skipped_columns"] = skipped
         templates = tables.templates(units, ids, table, channel_ids, path)

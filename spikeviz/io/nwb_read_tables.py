@@ -131,7 +131,7 @@ def read_electrodes(table, path: Path) -> tuple[pd.DataFrame, str | None]:
 
 
 # -- units table ------------------------------------------------------------------------------
-def unit_ids(units, path: Path) -> np.ndarray:
+def unit_ids(units, path: Path, where: str) -> np.ndarray:
     """``unit_name`` (SpikeInterface's) when present, else the table's ``id``."""
     if "unit_name" in units.colnames:
         ids = ids_from_names(decode(units["unit_name"].data[:]))
@@ -141,29 +141,29 @@ def unit_ids(units, path: Path) -> np.ndarray:
         field = "id"
     if len(pd.unique(ids)) != ids.size:
         repeated = pd.Series(ids)[pd.Series(ids).duplicated()].unique()[:5].tolist()
-        raise InputError(f"unit ids repeat: {repeated}", path=path, field=f"units/{field}")
+        raise InputError(f"unit ids repeat: {repeated}", path=path, field=f"{where}/{field}")
     return ids
 
 
-def spike_times_s(units, path: Path) -> tuple[np.ndarray, np.ndarray]:
+def spike_times_s(units, path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
     """(flat spike times in seconds as float64, bounds per unit) from one read of each."""
     num_units = len(units.id.data)
     if "spike_times" not in units.colnames:
         raise InputError("the Units table has no spike_times column; spike times in seconds "
-                         "are needed", path=path, field=f"{units.name}/spike_times")
+                         "are needed", path=path, field=f"{where}/spike_times")
     column = units["spike_times"]
     if type(column).__name__ != "VectorIndex":
         raise InputError("spike_times has no spike_times_index; a Units table stores spike "
                          "times as a ragged column", path=path,
-                         field=f"{units.name}/spike_times_index")
-    flat, bounds = read_ragged(column, num_units, path, f"{units.name}/spike_times")
+                         field=f"{where}/spike_times_index")
+    flat, bounds = read_ragged(column, num_units, path, f"{where}/spike_times")
     if flat.ndim != 1 or flat.dtype.kind not in "iuf":
         raise InputError(f"expected 1-D numeric spike times in seconds, got {flat.dtype} "
-                         f"shape {flat.shape}", path=path, field=f"{units.name}/spike_times")
+                         f"shape {flat.shape}", path=path, field=f"{where}/spike_times")
     flat = flat.astype(np.float64, copy=False)
     if flat.size and not np.isfinite(flat).all():
         raise InputError(f"{int((~np.isfinite(flat)).sum())} spike times are NaN or infinite",
-                         path=path, field=f"{units.name}/spike_times")
+                         path=path, field=f"{where}/spike_times")
     return flat, bounds
 
 
@@ -176,7 +176,7 @@ def _label(values: np.ndarray) -> np.ndarray:
 
 
 def unit_table(units, ids: np.ndarray, channel_ids: np.ndarray | None, path: Path,
-               skipped: list[str]) -> pd.DataFrame:
+               where: str, skipped: list[str]) -> pd.DataFrame:
     """Every Units column except spike_times / unit_name / waveforms as a unit-table column.
 
     ``electrodes``: per unit an int/str array of channel ids (the electrodes table's ids, see
@@ -194,7 +194,7 @@ def unit_table(units, ids: np.ndarray, channel_ids: np.ndarray | None, path: Pat
             if name == "waveforms":
                 skipped.append(name)
             continue
-        field = f"{units.name}/{name}"
+        field = f"{where}/{name}"
         column = units[name]
         kind = type(column).__name__
         if kind == "VectorIndex":
@@ -253,7 +253,8 @@ def templates(units, ids: np.ndarray, table: pd.DataFrame, channel_ids: np.ndarr
 
     Channels: dense over the electrodes table when the last axis has one entry per electrode;
     else sparse over each unit's ``electrodes`` when every unit lists that many; 2-D
-    (units, samples) means one channel. ``nbefore`` is unknown (NWB does not store it).
+    (units, samples) means one channel. ``nbefore`` from ``waveform_time_before_peak_in_ms``
+    and ``waveform_rate`` when both are given (NWB 2.9+), else None.
     """
     if "waveform_mean" not in units.colnames:
         return None
@@ -282,8 +283,12 @@ def templates(units, ids: np.ndarray, table: pd.DataFrame, channel_ids: np.ndarr
         if sd is not None:
             sd *= np.float32(factor)
     rate = getattr(units, "waveform_rate", None)
+    before_ms = getattr(units, "waveform_time_before_peak_in_ms", None)
+    nbefore = None
+    if rate is not None and before_ms is not None and np.isfinite(before_ms) and before_ms >= 0:
+        nbefore = round(float(before_ms) * float(rate) / 1000.0)
     common = dict(std=sd, sampling_frequency=None if rate is None else float(rate),
-                  units="uV" if factor is not None else "raw")
+                  units="uV" if factor is not None else "raw", nbefore=nbefore)
     k = mean.shape[2]
     if channel_ids is not None and k == np.asarray(channel_ids).size:
         return Templates(mean, ids, channel_ids, **common)
