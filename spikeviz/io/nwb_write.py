@@ -99,7 +99,7 @@ def write_nwb(session: Session, path: str | Path, metadata: dict | None = None,
 def _write_file(session, path, overwrite, meta, channel_ids, groups, table, templates,
                 template_rows, include_recording, data_io, chunk_mb, progress) -> None:
     recording = session.recording
-    with atomic_file(path, overwrite=overwrite) as tmp:
+    with atomic_file(path, overwrite=overwrite, suffix=".nwb") as tmp:
         nwbfile = _nwbfile(meta)
         electrodes = None
         if channel_ids is not None:
@@ -235,7 +235,8 @@ def _devices(nwbfile, ecephys: dict) -> dict:
             model_name = model.pop("model_name", f"{entry['name']} model")
             model = nwbfile.create_device_model(
                 name=model_name, manufacturer=model.get("manufacturer", "unknown"),
-                model_number=model.get("model_number"))
+                model_number=model.get("model_number"),
+                description=f"Model of the device {entry['name']}.")
             entry["model"] = model
         out[entry["name"]] = nwbfile.create_device(**entry)
     return out

@@ -114,6 +114,7 @@ def validate_metadata(metadata: dict | None, source: str = "") -> dict:
     nwbfile = _nwbfile(_section(metadata, "NWBFile"), source)
     subject = _subject(_section(metadata, "Subject")) if metadata.get("Subject") else None
     ecephys = _ecephys(_section(metadata, "Ecephys"))
+    _placeholder_start_time(nwbfile)
     return {"NWBFile": nwbfile, "Subject": subject, "Ecephys": ecephys}
 
 
@@ -188,14 +189,20 @@ def _nwbfile(values: dict, source: str) -> dict:
     out.setdefault("identifier", str(uuid.uuid4()))
     out.setdefault("session_description", "Spike sorting exported by spikeviz"
                    + (f" from {source}" if source else "") + ".")
-    if "session_start_time" not in out:
-        out["session_start_time"] = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        note = ("session_start_time was not given: the time of the export was written as a "
-                "placeholder.")
-        warnings.warn(f"NWB export: {note} Give metadata['NWBFile']['session_start_time'] "
-                      f"(with a timezone) for a correct file.", UserWarning, stacklevel=3)
-        out["notes"] = f"{out['notes']}\n{note}" if "notes" in out else note
     return out
+
+
+def _placeholder_start_time(nwbfile: dict) -> None:
+    """Fill a missing session_start_time with the time of the export, say so in ``notes`` and
+    warn (called once every field is known to be valid)."""
+    if "session_start_time" in nwbfile:
+        return
+    nwbfile["session_start_time"] = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    note = ("session_start_time was not given: the time of the export was written as a "
+            "placeholder.")
+    warnings.warn(f"NWB export: {note} Give metadata['NWBFile']['session_start_time'] (with a "
+                  f"timezone) for a correct file.", UserWarning, stacklevel=4)
+    nwbfile["notes"] = f"{nwbfile['notes']}\n{note}" if "notes" in nwbfile else note
 
 
 def _subject(values: dict) -> dict:

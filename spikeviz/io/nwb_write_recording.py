@@ -25,7 +25,9 @@ from hdmf.data_utils import GenericDataChunkIterator
 from ..errors import InputError
 from ..model import Recording
 
-# Memory held by one buffer of rows (several chunks) while writing.
+# One buffer of rows (read from the recording at once) holds at most this many chunks and
+# this many MB.
+BUFFER_CHUNKS = 8
 BUFFER_MB = 128.0
 
 
@@ -69,7 +71,8 @@ class TracesIterator(GenericDataChunkIterator):
         channels = recording.num_channels
         row_bytes = channels * recording.dtype.itemsize
         rows = max(1, min(recording.num_samples, int(chunk_mb * 1e6 // row_bytes)))
-        per_buffer = max(1, int(max(BUFFER_MB, chunk_mb) * 1e6 // (rows * row_bytes)))
+        # a few chunks per buffer: bounded memory and progress reported often enough
+        per_buffer = max(1, min(BUFFER_CHUNKS, int(BUFFER_MB * 1e6 // (rows * row_bytes))))
         buffer_rows = min(recording.num_samples, rows * per_buffer)
         super().__init__(chunk_shape=(rows, channels), buffer_shape=(buffer_rows, channels))
 

@@ -114,15 +114,23 @@ def _column_values(name: str, values: pd.Series) -> np.ndarray | list | None:
 
 def unit_columns(table: pd.DataFrame, format_name: str = "") -> list:
     """Described ``VectorData`` for the label and every writable unit-table column."""
-    columns, dropped = [], []
+    columns, dropped, renamed = [], [], []
     labels = table["label"].fillna("unsorted").astype(str) if "label" in table else None
+    taken = {str(c) for c in table.columns}
     for name in table.columns:
         if name == "label":
             continue
         key = str(name)
-        if key in RESERVED or "/" in key or key.endswith("_index") or not key:
+        if key in RESERVED or "/" in key or not key:
             dropped.append((key, "its name is reserved by NWB or not a valid column name"))
             continue
+        if key.endswith("_index"):  # readers take "<x>_index" for the index of a column x
+            new = key[:-len("_index")] + "_idx"
+            if new in taken:
+                dropped.append((key, "a name ending in '_index' is read as a column index"))
+                continue
+            renamed.append((key, new))
+            key = new
         data = _column_values(key, table[name])
         if data is None:
             dropped.append((key, f"values of dtype {table[name].dtype} are not one number, "
@@ -135,6 +143,10 @@ def unit_columns(table: pd.DataFrame, format_name: str = "") -> list:
     if labels is not None:
         columns.insert(0, VectorData(name=LABEL_COLUMN, description=DESCRIPTIONS[LABEL_COLUMN],
                                      data=labels.tolist()))
+    if renamed:
+        warnings.warn("NWB export: unit columns renamed (readers take a name ending in "
+                      "'_index' for the index of a ragged column): " + ", ".join(
+                          f"{a!r} -> {b!r}" for a, b in renamed), UserWarning, stacklevel=3)
     if dropped:
         warnings.warn("NWB export: unit columns left out: " + "; ".join(
             f"{n!r} ({why})" for n, why in dropped), UserWarning, stacklevel=3)
