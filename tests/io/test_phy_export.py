@@ -1,0 +1,416 @@
+"""write_phy: Session -> Phy folder, checked with phylib's TemplateModel (the reader phy uses)
+and read back with spikeviz's own Phy reader."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import spikeviz as sv
+from spikeviz import datasets
+from spikeviz.errors import InputError
+from spikeviz.io import phy_export
+from spikeviz.io.phy import parse_params, read_session
+from spikeviz.io.phy_export import write_phy
+from spikeviz.model import Session, Sorting
+from tests.conftest import shared_path
+
+phylib_model = pytest.importorskip("phylib.io.model")
+
+
+def load_model(folder):
+    return phylib_model.load_model(folder / "params.py")
+
+
+# -- data -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """A generated Phy folder (48 channels: sparse templates) with its raw recording.dat."""
+    folder = tmp_path_factory.mktemp("gen") / "gen"
+    return datasets.generate_to_folder(folder, duration_s=8.0, num_channels=48, num_units=8,
+                                       seed=3)
+
+
+def plain_session(generated, labels=None):
+    """The generated sorter output with its memmapped recording but without KiloSort's
+    templates (so templates are computed); one unit labelled 'non-soma'."""
+    loaded = sv.load(generated)
+    s = loaded.sorting
+    table = s.unit_table[["label"]].copy()
+    table.iloc[1, 0] = "non-soma"
+    table["note"] = [f"unit {u}\twith tab" for u in s.unit_ids]
+    sorting = Sorting.from_arrays(s.sample_index, s.unit_index, s.sampling_frequency,
+                                  unit_ids=s.unit_ids, unit_table=table)
+    return Session(sorting, recording=loaded.recording, cache_dir=None)
+
+
+@pytest.fixture(scope="module")
+def computed(generated, tmp_path_factory):
+    """(session, exported folder, progress calls) with templates, amplitudes, similarity,
+    metrics and PC features computed."""
+    session = plain_session(generated)
+    calls = []
+    out = tmp_path_factory.mktemp("out") / "phy"
+    write_phy(session, out, compute=True, progress=lambda step, f: calls.append((step, f)))
+    return session, out, calls
+
+
+def bombcell(tmp_path):
+    folder = tmp_path / "ks"
+    shutil.copytree(shared_path("bombcell_toy_kilosort"), folder)
+    for path in [folder, *folder.iterdir()]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder
+
+
+# -- computed templates, linked raw -----------------------------------------------------------
+def test_files_and_dtypes_are_kilosorts(computed):
+    session, out, _ = computed
+    n, u = session.sorting.num_spikes, session.sorting.num_units
+    expect = {"spike_times.npy": (np.uint64, (n,)), "spike_clusters.npy": (np.int32, (n,)),
+              "spike_templates.npy": (np.int32, (n,)), "amplitudes.npy": (np.float64, (n,)),
+              "channel_map.npy": (np.int32, (48,)), "channel_positions.npy": (np.float64, (48, 2)),
+              "templates.npy": (np.float32, (u, 90, 32)), "template_ind.npy": (np.int32, (u, 32)),
+              "similar_templates.npy": (np.float32, (u, u)),
+              "whitening_mat.npy": (np.float64, (48, 48)),
+              "whitening_mat_inv.npy": (np.float64, (48, 48)),
+              "pc_feature_ind.npy": (np.uint32, None), "pc_features.npy": (np.float32, None)}
+    for name, (dtype, shape) in expect.items():
+        array = np.load(out / name)
+        assert array.dtype == dtype, name
+        if shape is not None:
+            assert array.shape == shape, name
+    np.testing.assert_array_equal(np.load(out / "whitening_mat.npy"), np.eye(48))
+    params = parse_params(out / "params.py")
+    assert not os.path.isabs(params["dat_path"])  # relative: the pair can move together
+    assert (out / params["dat_path"]).resolve() == Path(session.recording.source).resolve()
+    assert params["n_channels_dat"] == 48 and params["dtype"] == "int16"
+    assert params["sample_rate"] == 30000.0 and params["hp_filtered"] is False
+    assert params["offset"] == 0 and params["gain_to_uv"] == pytest.approx(0.195)
+    assert not (out / ".phy").exists()
+
+
+def test_phylib_sees_the_same_spikes_clusters_and_labels(computed):
+    session, out, _ = computed
+    s = session.sorting
+    model = load_model(out)
+    try:
+        np.testing.assert_array_equal(model.spike_samples, s.sample_index)
+        np.testing.assert_array_equal(model.spike_clusters, s.unit_ids[s.unit_index])
+        np.testing.assert_array_equal(model.cluster_ids, s.unit_ids)
+        counts = s.spike_counts()
+        for c in model.cluster_ids:
+            assert model.get_cluster_spikes(c).size == counts[c]
+        labels = s.labels
+        group = model.metadata["group"]
+        for u in s.unit_ids:
+            if labels[u] in ("good", "mua", "noise", "unsorted"):
+                assert group[u] == labels[u]
+            else:
+                assert u not in group and model.metadata["label"][u] == labels[u]
+        assert model.metadata["note"][s.unit_ids[0]] == f"unit {s.unit_ids[0]} with tab"
+    finally:
+        model.close()
+
+
+def test_phylib_templates_equal_ours(computed):
+    session, out, _ = computed
+    templates = session.compute("templates")
+    model = load_model(out)
+    try:
+        for row in range(session.sorting.num_units):
+            t = model.get_template(row)
+            ours = templates.data[row][:, t.channel_ids]  # µV; identity whitening
+            np.testing.assert_allclose(t.template, ours, rtol=1e-6, atol=1e-6)
+            ptp = np.ptp(templates.data[row], axis=0)
+            assert t.best_channel == np.argmax(ptp)  # phy: first template channel is the peak
+            assert model.sparse_templates.cols[row, 0] == np.argmax(ptp)
+        np.testing.assert_array_equal(model.spike_templates, session.sorting.unit_index)
+    finally:
+        model.close()
+
+
+def test_amplitudes_scale_the_template_to_the_spike(computed):
+    session, out, _ = computed
+    spike_uv = session.compute("spike_amplitudes")
+    peak = session.compute("templates").data.min(axis=(1, 2))
+    amplitudes = np.load(out / "amplitudes.npy")
+    np.testing.assert_allclose(amplitudes * peak[session.sorting.unit_index], spike_uv,
+                               rtol=1e-5)
+    assert 0.5 < np.median(amplitudes) < 1.5
+
+
+def test_metrics_become_phy_columns(computed):
+    session, out, _ = computed
+    metrics = session.compute("quality_metrics")
+    model = load_model(out)
+    try:
+        for name in metrics.columns:
+            if name in ("num_spikes", "firing_rate"):  # phy computes n_spikes and fr itself
+                assert not (out / f"cluster_{name}.tsv").exists()
+                continue
+            assert (out / f"cluster_{name}.tsv").is_file()
+            column = model.metadata.get(name, {})  # phylib skips empty (NaN) cells
+            assert column or metrics[name].isna().all(), name
+            for u, value in metrics[name].items():
+                if np.isfinite(value):
+                    assert column[u] == pytest.approx(value, rel=1e-12)
+                else:
+                    assert u not in column
+        assert metrics.notna().any().sum() >= 5
+        assert (out / "cluster_snr.tsv").read_text().startswith("cluster_id\tsnr\n")
+    finally:
+        model.close()
+
+
+def test_similar_templates_and_pc_features(computed):
+    session, out, _ = computed
+    similarity = session.compute("template_similarity")
+    np.testing.assert_allclose(np.load(out / "similar_templates.npy"), similarity.to_numpy(),
+                               rtol=1e-6)
+    pcs = session.compute("principal_components", all_spikes=True)
+    model = load_model(out)
+    try:
+        n, n_pcs, k = pcs["projections"].shape
+        assert model.features.shape == (n, k, n_pcs)  # phylib's (spikes, channels, pcs)
+        np.testing.assert_array_equal(model.features, pcs["projections"].transpose(0, 2, 1))
+        ind = model.sparse_features.cols
+        assert ind.shape == (session.sorting.num_units, k)
+        channels = pcs["channel_indices"]
+        used = channels >= 0
+        np.testing.assert_array_equal(ind[used], channels[used])
+        assert all(np.unique(row).size == k for row in ind)  # padding: distinct, unused
+        depths = model.get_depths()  # casts the indices to uint32: no -1 allowed
+        assert depths.shape == (n,)
+        spikes = model.get_cluster_spikes(session.sorting.unit_ids[0])[:5]
+        assert model.get_features(spikes, ind[0]).shape == (5, k, n_pcs)
+    finally:
+        model.close()
+
+
+def test_traces_from_the_linked_raw(computed):
+    session, out, _ = computed
+    model = load_model(out)
+    try:
+        assert model.traces.shape == (session.recording.num_samples, 48)
+        np.testing.assert_array_equal(model.traces[1000:1300],
+                                      session.recording.traces(1000, 1300, scaled=False))
+    finally:
+        model.close()
+
+
+def test_our_reader_reads_it_back(computed):
+    session, out, _ = computed
+    back = read_session(out)
+    s, b = session.sorting, back.sorting
+    np.testing.assert_array_equal(b.unit_ids, s.unit_ids)
+    for u in s.unit_ids:
+        np.testing.assert_array_equal(b.spike_train(u), s.spike_train(u))
+    pd.testing.assert_series_equal(b.labels, s.labels, check_names=False)
+    np.testing.assert_array_equal(back.channel_ids, session.channel_ids)
+    np.testing.assert_array_equal(back.channel_locations_um, session.channel_locations_um)
+    np.testing.assert_array_equal(back.recording.traces(0, 500), session.recording.traces(0, 500))
+
+
+def test_progress_is_reported(computed):
+    _, _, calls = computed
+    assert calls and all(0 < f <= 1 for _, f in calls)
+    assert ("pc_features", 1.0) in calls
+
+
+def test_reexport_carries_kilosort_files_over(computed, tmp_path):
+    """Reading our export back gives a KiloSort-style session; writing it again keeps the
+    templates, amplitudes and (same spikes) PC features as they are."""
+    _, first, _ = computed
+    session = read_session(first)
+    second = write_phy(session, tmp_path / "again", pc_features=True)
+    for name in ("templates.npy", "template_ind.npy", "spike_templates.npy", "amplitudes.npy",
+                 "pc_features.npy", "pc_feature_ind.npy", "whitening_mat_inv.npy",
+                 "similar_templates.npy", "spike_times.npy", "channel_map.npy"):
+        np.testing.assert_array_equal(np.load(second / name), np.load(first / name), name)
+    assert (second / "cluster_label.tsv").is_file()
+    np.testing.assert_array_equal(read_session(second).sorting.labels, session.sorting.labels)
+
+
+# -- real KiloSort 2 output, no raw -----------------------------------------------------------
+def test_bombcell_kilosort_folder(tmp_path):
+    source = bombcell(tmp_path)
+    session = sv.load(source, sampling_frequency=30000)
+    out = write_phy(session, tmp_path / "phy")
+    params = parse_params(out / "params.py")
+    assert params["dat_path"] == "" and params["sample_rate"] == 30000.0
+    original = phylib_model.TemplateModel(dir_path=source, dat_path=[], sample_rate=30000.0,
+                                          n_channels_dat=385, dtype=np.int16)
+    model = load_model(out)
+    try:
+        assert model.traces is None
+        np.testing.assert_array_equal(model.spike_samples, original.spike_samples)
+        np.testing.assert_array_equal(model.spike_clusters, original.spike_clusters)
+        np.testing.assert_array_equal(model.spike_templates, original.spike_templates)
+        np.testing.assert_array_equal(model.amplitudes, original.amplitudes)
+        np.testing.assert_array_equal(model.wmi, original.wmi)
+        np.testing.assert_allclose(model.wm @ model.wmi, np.eye(356), atol=1e-9)
+        np.testing.assert_array_equal(model.channel_positions, original.channel_positions)
+        np.testing.assert_array_equal(model.channel_mapping, original.channel_mapping)
+        for t in range(15):  # unwhitened with the carried-over inverse whitening matrix
+            a, b = model.get_template(t), original.get_template(t)
+            np.testing.assert_array_equal(a.channel_ids, b.channel_ids)
+            np.testing.assert_allclose(a.template, b.template, rtol=1e-6)
+        bc = pd.read_csv(source / "cluster_bc_unitType.tsv", sep="\t").set_index("cluster_id")
+        for c, value in bc["bc_unitType"].items():
+            assert model.metadata["bc_unitType"][c] == value
+            label = value.lower()
+            assert model.metadata["label"][c] == label
+            assert model.metadata["group"].get(c) == (label if label != "non-soma" else None)
+    finally:
+        model.close()
+        original.close()
+    back = sv.load(out)
+    s, b = session.sorting, back.sorting
+    np.testing.assert_array_equal(b.unit_ids, s.unit_ids)
+    np.testing.assert_array_equal(b.sample_index, s.sample_index)
+    np.testing.assert_array_equal(b.unit_index, s.unit_index)
+    assert b.labels.tolist() == s.labels.tolist()
+    np.testing.assert_array_equal(back.channel_ids, session.channel_ids)
+    np.testing.assert_array_equal(back.channel_locations_um, session.channel_locations_um)
+
+
+# -- copied raw, zero templates, renumbered ids ---------------------------------------------------
+@pytest.mark.filterwarnings("ignore:no templates")
+def test_copy_raw_of_a_non_binary_recording(tmp_path):
+    gt = datasets.generate(duration_s=3.0, num_channels=8, num_units=4, seed=5)
+    session = gt.session()  # lazily rendered traces: nothing phy could link to
+    with pytest.warns(UserWarning, match="raw='link' needs"):
+        linked = write_phy(session, tmp_path / "linked", raw="link")
+    assert parse_params(linked / "params.py")["dat_path"] == ""
+    calls = []
+    with pytest.warns(UserWarning, match="zero templates"):
+        out = write_phy(session, tmp_path / "copied", raw="copy",
+                        progress=lambda step, f: calls.append((step, f)))
+    assert calls[-1] == ("raw", 1.0)
+    params = parse_params(out / "params.py")
+    assert params["dat_path"] == "recording.dat" and params["dtype"] == "int16"
+    model = load_model(out)
+    try:
+        rec = session.recording
+        assert model.traces.shape == (rec.num_samples, 8)
+        for start in (0, 40_000, rec.num_samples - 300):
+            np.testing.assert_array_equal(model.traces[start:start + 300],
+                                          rec.traces(start, start + 300, scaled=False))
+        assert model.sparse_templates.data.shape == (4, 90, 8)
+        assert not model.sparse_templates.data.any()
+        assert model.get_template(0).template.shape[0] == 90
+        assert set(model.metadata) >= {"kind", "firing_rate_hz"}
+    finally:
+        model.close()
+    back = sv.load(out)  # gain_to_uv in params.py: traces in µV again
+    np.testing.assert_allclose(back.recording.traces(100, 200), rec.traces(100, 200))
+
+
+def test_string_ids_empty_units_and_no_channels(tmp_path):
+    sorting = Sorting.from_arrays(np.array([5, 9, 30, 31, 77]), np.array([0, 2, 0, 2, 0]),
+                                  20000.0, unit_ids=["a", "b", "c"],
+                                  unit_table=pd.DataFrame({"label": ["good", "noise", "mua"]},
+                                                          index=["a", "b", "c"]))
+    with pytest.warns(UserWarning) as record:
+        out = write_phy(Session(sorting), tmp_path / "phy")
+    messages = " ".join(str(w.message) for w in record)
+    for expected in ("without spikes", "numbered 0..n-1", "zero templates", "placeholder"):
+        assert expected in messages
+    model = load_model(out)
+    try:
+        np.testing.assert_array_equal(model.spike_clusters, [0, 1, 0, 1, 0])
+        assert model.metadata["unit_id"] == {0: "a", 1: "c"}
+        assert model.metadata["group"] == {0: "good", 1: "mua"}
+        assert model.n_channels == 1 and model.sparse_templates.data.shape == (2, 60, 1)
+    finally:
+        model.close()
+    back = sv.load(out)
+    assert back.sorting.unit_table["unit_id"].tolist() == ["a", "c"]
+    assert back.sorting.labels.tolist() == ["good", "mua"]
+
+
+# -- stale cache, overwrite, failures, bad input ----------------------------------------------
+def test_stale_phy_cache_is_removed_and_overwrite_is_explicit(computed, tmp_path):
+    session, _, _ = computed
+    out = write_phy(session, tmp_path / "phy", pc_features=False)
+    assert not (out / "pc_features.npy").exists()
+    (out / ".phy").mkdir()
+    (out / ".phy" / "spikes_per_cluster.pkl").write_bytes(b"stale")
+    with pytest.raises(InputError, match="overwrite=True"):
+        write_phy(session, out)
+    assert (out / ".phy").is_dir()
+    write_phy(session, out, overwrite=True, raw=None)
+    assert not (out / ".phy").exists()
+    assert parse_params(out / "params.py")["dat_path"] == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["phy"]
+
+
+def test_linking_a_raw_file_inside_the_replaced_folder_is_refused(generated, tmp_path):
+    folder = shutil.copytree(generated, tmp_path / "gen")
+    session = sv.load(folder)
+    with pytest.raises(InputError, match="inside the folder"):
+        write_phy(session, folder, overwrite=True)
+    assert (folder / "recording.dat").is_file()
+    write_phy(session, folder, overwrite=True, raw="copy")  # copied before the swap
+    model = load_model(folder)
+    try:
+        np.testing.assert_array_equal(model.traces[:100],
+                                      session.recording.traces(0, 100, scaled=False))
+    finally:
+        model.close()
+
+
+def test_failure_while_writing_leaves_nothing(computed, tmp_path, monkeypatch):
+    session, _, _ = computed
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(phy_export, "_copy_raw", broken)
+    with pytest.raises(InputError, match="No space left"):
+        write_phy(session, tmp_path / "phy", raw="copy")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_destinations(computed, tmp_path):
+    session, _, _ = computed
+    with pytest.raises(InputError, match="does not exist"):
+        write_phy(session, tmp_path / "missing" / "phy")
+    with pytest.raises(InputError, match="could not write"):
+        write_phy(session, "/proc/spikeviz-phy-test", raw=None)  # refused even to root
+    assert not any(p.name.startswith(".spikeviz-phy-test") for p in os.scandir("/proc"))
+    if os.geteuid() != 0:  # permissions do not bind root
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(InputError, match="not writable"):
+            write_phy(session, locked / "phy")
+        assert list(locked.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["locked"] if os.geteuid() else [])
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"session": "not a session"}, "Session"),
+    ({"raw": "symlink"}, "raw must be"),
+    ({"progress": 3}, "progress"),
+])
+def test_bad_input(computed, tmp_path, kwargs, match):
+    session, _, _ = computed
+    args = {"session": session, "folder": tmp_path / "phy"}
+    args.update(kwargs)
+    with pytest.raises(InputError, match=match):
+        write_phy(**args)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sorting_without_spikes_is_refused(tmp_path):
+    empty = Sorting.from_arrays(np.zeros(0, np.int64), np.zeros(0, np.int32), 30000.0,
+                                unit_ids=[1, 2])
+    with pytest.raises(InputError, match="no spikes"):
+        write_phy(Session(empty), tmp_path / "phy")
+    assert list(tmp_path.iterdir()) == []
