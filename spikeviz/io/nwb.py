@@ -73,6 +73,8 @@ def _nwb_version(path: Path) -> str | None:
         with h5py.File(path, "r") as f:
             version = f.attrs.get("nwb_version")
             kind = f.attrs.get("neurodata_type")
+            if version is None and isinstance(f.get("nwb_version"), h5py.Dataset):
+                return "1.x"  # NWB 1 kept its version in a root dataset
     except (OSError, ValueError):
         return None
     if version is not None:
@@ -86,9 +88,13 @@ def _open(path: Path):
     """(NWBHDF5IO, NWBFile) opened read-only; InputError when it is not a readable NWB file."""
     if not path.is_file():
         raise InputError("no such file; an NWB file was expected", path=path)
-    if _nwb_version(path) is None:
+    version = _nwb_version(path)
+    if version is None:
         raise InputError("not an NWB file: expected an HDF5 file whose root has an "
                          "'nwb_version' attribute", path=path, field="nwb_version")
+    if version == "1.x":
+        raise InputError("an NWB 1.x file; only NWB 2.0 and later can be read", path=path,
+                         field="nwb_version")
     from pynwb import NWBHDF5IO
 
     io = None

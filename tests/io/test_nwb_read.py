@@ -571,3 +571,57 @@ def test_nan_spike_times(units_file):
     with pytest.raises(InputError, match="NaN") as err:
         nwb.read_session(units_file, sampling_frequency=FS)
     assert err.value.field == "/units/spike_times"
+
+
+def test_repeated_unit_names(tmp_path):
+    nwbfile, _ = _nwbfile()
+    units = Units(name="units")
+    units.add_column("unit_name", "names")
+    for _ in range(2):
+        units.add_unit(spike_times=[0.1], unit_name="a")
+    nwbfile.units = units
+    with pytest.raises(InputError, match="unit ids repeat") as err:
+        nwb.read_session(_write(nwbfile, tmp_path / "dup.nwb"), sampling_frequency=FS)
+    assert "dup.nwb" in str(err.value) and err.value.field == "/units/unit_name"
+
+
+def test_units_without_spike_times(tmp_path):
+    nwbfile, _ = _nwbfile()
+    units = Units(name="units")
+    units.add_column("snr", "snr")
+    units.add_row(snr=1.0)
+    nwbfile.units = units
+    with pytest.raises(InputError, match="no spike_times column") as err:
+        nwb.read_session(_write(nwbfile, tmp_path / "nospk.nwb"), sampling_frequency=FS)
+    assert "nospk.nwb" in str(err.value) and err.value.field == "/units/spike_times"
+
+
+def test_nwb1_and_unreadable_files(tmp_path):
+    old = tmp_path / "v1.nwb"
+    with h5py.File(old, "w") as f:
+        f["nwb_version"] = "NWB-1.0.6"
+    with pytest.raises(InputError, match=r"NWB 1\.x") as err:
+        nwb.read_session(old)
+    assert "v1.nwb" in str(err.value)
+    broken = tmp_path / "broken.nwb"
+    with h5py.File(broken, "w") as f:
+        f.attrs["nwb_version"] = "2.5.0"
+        f.attrs["neurodata_type"] = "NWBFile"
+        f.attrs["namespace"] = "core"
+    with pytest.raises(InputError, match="pynwb cannot read") as err:
+        nwb.read_session(broken)
+    assert "broken.nwb" in str(err.value)
+
+
+def test_single_channel_series_with_one_dimensional_data(tmp_path):
+    nwbfile, _ = _nwbfile()
+    data = _traces(1000, 1, seed=5)[:, 0]
+    nwbfile.add_acquisition(ElectricalSeries(name="ElectricalSeries", data=data,
+                                             electrodes=_region(nwbfile, [3]), rate=FS,
+                                             conversion=1e-6))
+    rec = nwb.read_recording(_write(nwbfile, tmp_path / "one.nwb"))
+    assert (rec.num_samples, rec.num_channels) == (1000, 1)
+    np.testing.assert_array_equal(rec.channel_ids, [3])
+    np.testing.assert_allclose(rec.traces(10, 20)[:, 0], data[10:20].astype(float))
+    np.testing.assert_allclose(rec.traces(10, 20, channel_ids=[3])[:, 0],
+                               data[10:20].astype(float))
