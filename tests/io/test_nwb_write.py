@@ -454,3 +454,34 @@ def test_uncompressed_write_and_metadata_file_path(tmp_path):
     with io:
         assert nwb.acquisition["ElectricalSeries"].data.compression is None
         assert nwb.units["spike_times"].data.compression is None
+
+
+def test_templates_without_a_gain_are_left_out_with_a_warning(tmp_path):
+    rng = np.random.default_rng(0)
+    traces = rng.normal(0, 30, (30000, 4)).astype(np.int16)
+    rec = Recording.from_array(traces, 30000.0, gain_known=False)
+    sorting = Sorting.from_arrays(np.arange(100, 29000, 300), np.zeros(97, int), 30000.0)
+    session = Session(sorting, recording=rec, cache_dir=None)
+    with pytest.warns(UserWarning, match="waveform_mean/waveform_sd left out.*raw"):
+        path = write_nwb(session, tmp_path / "raw.nwb", compute=True,
+                         metadata={"NWBFile": {"session_start_time": "2024-05-01T10:00:00Z"}})
+    io, nwb = read(path)
+    with io:
+        assert "waveform_mean" not in nwb.units.colnames
+        assert len(nwb.electrodes) == 4 and "snr" in nwb.units.colnames
+
+
+def test_channels_without_a_recording_still_give_electrodes(tmp_path):
+    sorting = Sorting.from_arrays([10, 20], [0, 1], 30000.0)
+    session = Session(sorting, channel_ids=np.array([3, 1, 2]),
+                      channel_locations_um=np.array([[0.0, 0.0], [0.0, 20.0], [16.0, 40.0]]))
+    path = write_nwb(session, tmp_path / "ch.nwb",
+                     metadata={"NWBFile": {"session_start_time": "2024-05-01T10:00:00Z"}})
+    io, nwb = read(path)
+    with io:
+        frame = nwb.electrodes.to_dataframe()
+        assert frame["channel_name"].tolist() == ["3", "1", "2"]
+        np.testing.assert_array_equal(frame[["rel_x", "rel_y"]].to_numpy(),
+                                      session.channel_locations_um)
+        assert list(nwb.electrode_groups) == ["ElectrodeGroup"]
+        assert not nwb.acquisition
