@@ -466,10 +466,22 @@ def write_phy(session: Session, folder: str | Path, overwrite: bool = False, raw
     cluster_of_unit = np.full(sorting.num_units, -1, dtype=np.int64)
     cluster_of_unit[keep] = cluster_ids
 
+    try:
+        _write(folder, overwrite, copy, session, plan, channels, pcs, params, groups, tables,
+               cluster_of_unit[sorting.unit_index], progress)
+    except OSError as err:
+        raise InputError(f"could not write the Phy folder ({err.strerror or err}); nothing "
+                         f"was left behind", path=folder) from err
+    return folder
+
+
+def _write(folder, overwrite, copy, session, plan, channels, pcs, params, groups, tables,
+           spike_clusters, progress) -> None:
+    sorting = session.sorting
     with atomic_folder(folder, overwrite=overwrite) as tmp:
         write_phy_folder(
-            tmp, sorting.sample_index, cluster_of_unit[sorting.unit_index],
-            sorting.sampling_frequency, templates=plan["templates"],
+            tmp, sorting.sample_index, spike_clusters, sorting.sampling_frequency,
+            templates=plan["templates"],
             spike_templates=plan["spike_templates"], amplitudes=plan["amplitudes"],
             channel_positions_um=channels["positions"], channel_map=channels["map"],
             cluster_groups=groups, params=params, template_ind=plan["template_ind"],
@@ -481,4 +493,3 @@ def write_phy(session: Session, folder: str | Path, overwrite: bool = False, raw
             channel_shanks=channels["shanks"], cluster_tables=tables, progress=progress)
         if copy:
             _copy_raw(session.recording, tmp / "recording.dat", progress)
-    return folder
