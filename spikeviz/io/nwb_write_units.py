@@ -5,9 +5,10 @@ Imported only by :func:`spikeviz.io.nwb_write.write_nwb` (hdmf/pynwb at module l
 Conventions:
 
 - ``spike_times``: seconds, float64, ``sample_index / sampling_frequency`` in unit order;
-  ``round(spike_times * sampling_frequency)`` gives back the sample indices exactly (float64
-  division is correctly rounded, and the error is far below half a sample for any recording
-  shorter than ~4,000 years at 30 kHz). ``resolution`` = 1 / sampling_frequency.
+  ``round(spike_times * sampling_frequency)`` gives back the sample indices exactly: division
+  and product are each correctly rounded (relative error <= 2**-53 each), so the error stays
+  below half a sample while ``sample_index < 2**51`` (~2,000 years at 30 kHz).
+  ``resolution`` = 1 / sampling_frequency.
 - Ids: non-negative integer unit ids are the table's ``id``; any other ids (strings,
   negative integers) are written as strings in a ``unit_name`` column with ``id`` 0..n-1
   (SpikeInterface's NWB reader takes ``unit_name`` as the unit ids when present).

@@ -485,3 +485,15 @@ def test_channels_without_a_recording_still_give_electrodes(tmp_path):
                                       session.channel_locations_um)
         assert list(nwb.electrode_groups) == ["ElectrodeGroup"]
         assert not nwb.acquisition
+
+
+@pytest.mark.parametrize("fs", [30000.0, 32000.5, 30000.27, 19531.25])
+def test_seconds_round_trip_to_samples_exactly(fs):
+    from spikeviz.io.nwb_write_units import spike_times_s
+
+    rng = np.random.default_rng(7)
+    samples = np.sort(np.concatenate([rng.integers(0, 10 ** k, 20000) for k in range(3, 16)]))
+    sorting = Sorting.from_arrays(samples, np.zeros(samples.size, np.int32), fs)
+    times, ends = spike_times_s(sorting)
+    assert ends.tolist() == [samples.size]
+    np.testing.assert_array_equal(np.round(times * fs).astype(np.int64), samples)
