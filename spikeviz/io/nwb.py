@@ -12,7 +12,10 @@ What is read:
   ``results["nwb_geometry_source"]``), the whole table in ``results["nwb_electrodes"]``;
 - an **ElectricalSeries** (acquisition or processing) → a lazy Recording over the HDF5
   dataset: only windows are ever read. µV per stored unit = ``conversion`` x
-  ``channel_conversion`` x 1e6 (NWB stores volts), offset = ``offset`` x 1e6.
+  ``channel_conversion`` x 1e6 (NWB stores volts), offset = ``offset`` x 1e6, or, when the
+  series has none, an ``offset`` column of the electrodes table (volts, per channel; as
+  SpikeInterface reads it). Channel groups: the ElectrodeGroup names when they are integers,
+  else their order of appearance (``results["nwb_channel_groups"]`` lists the names).
 
 Spike times (seconds on the NWB session clock) become samples as
 ``sample_index = round((t - t0_s) * fs)`` where ``fs`` is, first found: the
@@ -44,11 +47,11 @@ import pandas as pd
 
 from ..errors import InputError
 from ..model import Recording, Session, Sorting
+from . import nwb_read_series as series_io
 from . import nwb_read_tables as tables
 
 FORMAT = "nwb"
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_RATE_ESTIMATION_SAMPLES = 100_000
 _RAW_NAME = re.compile(r"(?i)(raw|ap$|^electricalseries$)")
 
 
@@ -191,34 +194,6 @@ def _choose_series(nwbfile, path: Path, name: str | None, required: bool):
 
 
 # -- time base --------------------------------------------------------------------------------
-def _series_clock(series, where: str, path: Path) -> tuple[float, float, str]:
-    """(rate Hz, start time s, how) of an ElectricalSeries: its rate, else its timestamps."""
-    rate = getattr(series, "rate", None)
-    if rate is not None:
-        rate = float(rate)
-        if not np.isfinite(rate) or rate <= 0:
-            raise InputError(f"rate must be a positive number of Hz, got {rate}", path=path,
-                             field=f"{where}/starting_time")
-        start = float(series.starting_time or 0.0)
-        return rate, start, f"{where} rate"
-    timestamps = series.timestamps
-    if timestamps is None or len(timestamps) < 2:
-        raise InputError("the series has neither a rate nor two timestamps", path=path,
-                         field=f"{where}/timestamps")
-    head = np.asarray(timestamps[:_RATE_ESTIMATION_SAMPLES], dtype=np.float64)
-    step = float(np.median(np.diff(head)))
-    if not np.isfinite(step) or step <= 0:
-        raise InputError("timestamps must increase", path=path, field=f"{where}/timestamps")
-    rate, start = 1.0 / step, float(head[0])
-    last = float(timestamps[len(timestamps) - 1])
-    drift = abs(last - (start + (len(timestamps) - 1) * step))
-    if drift > step:
-        warnings.warn(f"{path}: {where}/timestamps are irregular (the last one is {drift:.3g} s "
-                      f"away from a {rate:g} Hz clock); sample indices use that estimated rate",
-                      stacklevel=4)
-    return rate, start, f"{where} timestamps (median interval)"
-
-
 def _time_base(sampling_frequency, units, clock, path: Path, units_where: str) -> dict:
     if sampling_frequency is not None:
         fs, how = float(sampling_frequency), "argument"
@@ -256,72 +231,6 @@ def _to_samples(times_s, bounds, ids, base: dict, path: Path, field: str) -> np.
     return times_s.astype(np.int64)
 
 
-# -- recording --------------------------------------------------------------------------------
-class _Column:
-    """A 1-D dataset seen as (samples, 1), read in windows."""
-
-    def __init__(self, dataset):
-        self._dataset = dataset
-        self.shape = (dataset.shape[0], 1)
-        self.dtype = dataset.dtype
-        self.file, self.name = getattr(dataset, "file", None), getattr(dataset, "name", "")
-
-    def __getitem__(self, key):
-        rows, _ = key
-        return np.asarray(self._dataset[rows])[:, None]
-
-
-def _recording(series, where: str, electrodes: pd.DataFrame | None, clock, path: Path,
-               sampling_frequency=None) -> Recording:
-    data = series.data
-    if getattr(data, "ndim", 0) == 1:
-        data = _Column(data)
-    elif getattr(data, "ndim", 0) != 2:
-        raise InputError(f"expected (samples, channels) data, got shape "
-                         f"{getattr(data, 'shape', None)}", path=path, field=f"{where}/data")
-    if data.dtype.kind not in "iuf":
-        raise InputError(f"expected numeric samples, got {data.dtype}", path=path,
-                         field=f"{where}/data")
-    n = data.shape[1]
-    rows = np.asarray(series.electrodes.data[:], dtype=np.int64)
-    if rows.shape != (n,):
-        raise InputError(f"lists {rows.size} electrodes but the data has {n} channels",
-                         path=path, field=f"{where}/electrodes")
-    if electrodes is None or (rows.size and (rows.min() < 0 or rows.max() >= len(electrodes))):
-        raise InputError("refers to rows outside the electrodes table", path=path,
-                         field=f"{where}/electrodes")
-    table = electrodes.iloc[rows]
-    locations = table[["x_um", "y_um"]].to_numpy() if "x_um" in table else None
-    group_column = "group" if "group" in electrodes else "group_name" if "group_name" in \
-        electrodes else None
-    groups = None
-    if group_column is not None:
-        codes, _ = pd.factorize(electrodes[group_column].astype(str), sort=False)
-        groups = codes[rows]
-    conversion = float(getattr(series, "conversion", 1.0) or 1.0)
-    per_channel = getattr(series, "channel_conversion", None)
-    per_channel = np.ones(n) if per_channel is None else np.asarray(per_channel[:], float)
-    if per_channel.shape != (n,):
-        raise InputError(f"has {per_channel.size} values but the data has {n} channels",
-                         path=path, field=f"{where}/channel_conversion")
-    offset = float(getattr(series, "offset", 0.0) or 0.0)
-    rate = clock[0]
-    if sampling_frequency is not None:
-        if abs(float(sampling_frequency) - rate) > 1e-6 * rate:
-            warnings.warn(f"{path}: {where} rate {rate:g} Hz overridden by "
-                          f"sampling_frequency={float(sampling_frequency):g}", stacklevel=3)
-        rate = float(sampling_frequency)
-    parent = type(getattr(series, "parent", None)).__name__
-    try:
-        return Recording(data, rate, channel_ids=table.index.to_numpy(),
-                         channel_locations_um=locations, channel_groups=groups,
-                         gains_to_uv=conversion * per_channel * 1e6,
-                         offsets_to_uv=np.full(n, offset * 1e6), source=str(path),
-                         is_filtered=parent == "FilteredEphys")
-    except InputError as err:
-        raise InputError(err.message, path=path, field=f"{where}/{err.field}") from None
-
-
 # -- entry points -----------------------------------------------------------------------------
 def _electrodes(nwbfile, path: Path, results: dict) -> pd.DataFrame | None:
     if nwbfile.electrodes is None:
@@ -344,8 +253,9 @@ def read_recording(path: str | Path, electrical_series_name: str | None = None,
     try:
         where, series = _choose_series(nwbfile, path, electrical_series_name, required=True)
         electrodes = _electrodes(nwbfile, path, {})
-        clock = _series_clock(series, where, path)
-        recording = _recording(series, where, electrodes, clock, path, sampling_frequency)
+        clock = series_io.series_clock(series, where, path)
+        recording = series_io.recording(series, where, electrodes, clock, path,
+                                        sampling_frequency)
     except BaseException:
         io.close()
         raise
@@ -368,7 +278,7 @@ def read_session(path: str | Path, sampling_frequency: float | None = None,
         results = {"nwb_units": units_where, "nwb_electrical_series": where}
         electrodes = _electrodes(nwbfile, path, results)
         channel_ids = None if electrodes is None else electrodes.index.to_numpy()
-        clock = None if series is None else _series_clock(series, where, path)
+        clock = None if series is None else series_io.series_clock(series, where, path)
         base = _time_base(sampling_frequency, units, clock, path, units_where)
         results["nwb_time_base"] = base
 
@@ -391,7 +301,7 @@ def read_session(path: str | Path, sampling_frequency: float | None = None,
 
         recording = None
         if series is not None and load_recording:
-            recording = _recording(series, where, electrodes, clock, path,
+            recording = series_io.recording(series, where, electrodes, clock, path,
                                    sampling_frequency)
             recording._nwb_io = io  # keeps the HDF5 file open as long as the traces live
         locations = None

@@ -182,9 +182,9 @@ def unit_table(units, ids: np.ndarray, channel_ids: np.ndarray | None, path: Pat
     ``electrodes``: per unit an int/str array of channel ids (the electrodes table's ids, see
     :func:`read_electrodes`); ``electrode_group``: the group's name; ``obs_intervals`` →
     ``obs_intervals_s``: per unit a (k, 2) float64 array in seconds; other ragged columns: per
-    unit an array; 2-D+ columns: per unit an array. ``label`` from ``label`` else ``quality``,
-    lower-cased, 'unsorted' where empty. Column names that cannot be read are appended to
-    ``skipped``.
+    unit an array; 2-D+ columns: per unit an array. ``label`` from ``label`` else ``quality``
+    (which it then replaces), stripped, lower-cased, 'unsorted' where empty. Column names that
+    cannot be read are appended to ``skipped``.
     """
     n = ids.size
     table = pd.DataFrame(index=pd.Index(ids, name="unit_id"))
@@ -228,7 +228,9 @@ def unit_table(units, ids: np.ndarray, channel_ids: np.ndarray | None, path: Pat
             table[name] = decode(values)
     for name in LABEL_COLUMNS:
         if name in table:
-            table["label"] = _label(np.asarray(table[name], dtype=object))
+            label = _label(np.asarray(table[name], dtype=object))
+            table = table.drop(columns=[name])  # the normalised label replaces its source
+            table["label"] = label
             break
     return table
 
@@ -264,20 +266,20 @@ def templates(units, ids: np.ndarray, table: pd.DataFrame, channel_ids: np.ndarr
         sd = np.asarray(units["waveform_sd"].data[:], dtype=np.float32)
         if sd.shape != mean.shape:
             warnings.warn(f"{path}: waveform_sd has shape {sd.shape} but waveform_mean has "
-                          f"{mean.shape}; the standard deviation is not read", stacklevel=4)
+                          f"{mean.shape}; the standard deviation is not read", stacklevel=3)
             sd = None
     if mean.ndim == 2:
         mean = mean[:, :, None]
         sd = None if sd is None else sd[:, :, None]
     if mean.ndim != 3 or mean.shape[0] != ids.size:
         warnings.warn(f"{path}: waveform_mean has shape {mean.shape}, expected (units, samples"
-                      f"[, channels]); templates are not read", stacklevel=4)
+                      f"[, channels]); templates are not read", stacklevel=3)
         return None
     unit = str(getattr(units, "waveform_unit", None) or "volts").strip().lower()
     factor = _TO_UV.get(unit)
     if factor is None:
         warnings.warn(f"{path}: waveform_mean unit {unit!r} is not a voltage; templates are "
-                      f"kept in stored units", stacklevel=4)
+                      f"kept in stored units", stacklevel=3)
     else:
         mean *= np.float32(factor)
         if sd is not None:
@@ -300,5 +302,5 @@ def templates(units, ids: np.ndarray, table: pd.DataFrame, channel_ids: np.ndarr
                          sparse_channel_indices=position.reshape(ids.size, k), **common)
     warnings.warn(f"{path}: waveform_mean has {k} channels per unit, which matches neither "
                   f"the electrodes table nor the units' electrodes; templates are not read",
-                  stacklevel=4)
+                  stacklevel=3)
     return None

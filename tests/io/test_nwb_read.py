@@ -337,7 +337,7 @@ def test_unit_names_custom_columns_labels_groups_obs_intervals(tmp_path):
     assert session.sorting.unit_ids.tolist() == names
     assert session.sorting.spike_train("beta").tolist() == [6000, 15_000]
     assert table["label"].tolist() == ["good", "mua", "unsorted"]
-    assert table["quality"].tolist() == quality
+    assert "quality" not in table  # folded into the normalised label
     np.testing.assert_allclose(table["snr"], [0.0, 1.5, 3.0])
     assert [list(v) for v in table["vec"]] == [[0, 0], [1, -1], [2, -2]]
     assert [list(v) for v in table["electrodes"]] == rows  # ids = rows here (id 0..5)
@@ -625,3 +625,27 @@ def test_single_channel_series_with_one_dimensional_data(tmp_path):
     np.testing.assert_allclose(rec.traces(10, 20)[:, 0], data[10:20].astype(float))
     np.testing.assert_allclose(rec.traces(10, 20, channel_ids=[3])[:, 0],
                                data[10:20].astype(float))
+
+
+def test_per_channel_offsets_and_integer_group_names_like_spikeinterface(tmp_path):
+    se = pytest.importorskip("spikeinterface.extractors.nwbextractors")
+    nwbfile = NWBFile(session_description="t", identifier="t",
+                      session_start_time=datetime(2024, 1, 1, tzinfo=UTC))
+    device = nwbfile.create_device("probe")
+    groups = {g: nwbfile.create_electrode_group(str(g), "shank", "CA1", device) for g in (0, 3)}
+    nwbfile.add_electrode_column("offset", "per-channel offset in volts")
+    for i, g in enumerate((0, 0, 3, 3)):
+        nwbfile.add_electrode(location="CA1", group=groups[g], rel_x=0.0, rel_y=20.0 * i,
+                              offset=-1e-3 * (i + 1))
+    data = _traces(200, 4, seed=6)
+    nwbfile.add_acquisition(ElectricalSeries(name="ElectricalSeries", data=data,
+                                             electrodes=_region(nwbfile, range(4)), rate=FS,
+                                             conversion=0.5e-6))
+    path = _write(nwbfile, tmp_path / "offsets.nwb")
+    rec = nwb.read_recording(path)
+    np.testing.assert_allclose(rec.offsets_to_uv, [-1000, -2000, -3000, -4000])
+    np.testing.assert_array_equal(rec.channel_groups, [0, 0, 3, 3])
+    theirs = se.NwbRecordingExtractor(str(path))
+    np.testing.assert_allclose(rec.offsets_to_uv, theirs.get_channel_offsets())
+    np.testing.assert_allclose(rec.traces(0, 50), theirs.get_traces(
+        start_frame=0, end_frame=50, return_in_uV=True), rtol=1e-5, atol=1e-2)
