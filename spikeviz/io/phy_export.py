@@ -200,7 +200,7 @@ def _kilosort_plan(session: Session, channels: dict) -> dict | None:
         return None
     if not np.array_equal(np.asarray(kt.channel_ids), channels["ids"]):
         return None
-    spike_templates = np.asarray(props["template_index"], dtype=np.int64)
+    spike_templates = np.asarray(props["template_index"])
     if spike_templates.size and spike_templates.max() >= kt.data.shape[0]:
         return None
     source = _source_folder(session)
@@ -219,16 +219,16 @@ def _kilosort_plan(session: Session, channels: dict) -> dict | None:
 
 def _template_units(spike_templates, unit_index, num_templates: int) -> np.ndarray:
     """Unit position of each template row; -1 unused, -2 shared by several units."""
-    low = np.full(num_templates, np.iinfo(np.int64).max)
-    high = np.full(num_templates, -1)
-    np.minimum.at(low, spike_templates, unit_index.astype(np.int64))
-    np.maximum.at(high, spike_templates, unit_index.astype(np.int64))
+    low = np.full(num_templates, np.iinfo(np.int32).max, dtype=np.int32)
+    high = np.full(num_templates, -1, dtype=np.int32)
+    np.minimum.at(low, spike_templates, unit_index)
+    np.maximum.at(high, spike_templates, unit_index)
     return np.where(high < 0, -1, np.where(low == high, high, -2))
 
 
 def _computed_plan(session: Session, keep: np.ndarray, channels: dict, compute: bool):
     templates = _results.templates(session, compute)
-    row = np.full(session.sorting.num_units, -1, dtype=np.int64)
+    row = np.full(session.sorting.num_units, -1, dtype=np.int32)
     row[keep] = np.arange(keep.size)
     spike_templates = row[session.sorting.unit_index]
     if templates is None:
@@ -439,6 +439,8 @@ def write_phy(session: Session, folder: str | Path, overwrite: bool = False, raw
     if progress is not None and not callable(progress):
         raise InputError("progress must be a callable(step, fraction)", field="progress")
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError("exists and is not a folder", path=folder)
     if folder.exists() and not overwrite:
         raise InputError("already exists; pass overwrite=True (--overwrite) to replace it",
                          path=folder)
@@ -463,7 +465,7 @@ def write_phy(session: Session, folder: str | Path, overwrite: bool = False, raw
     groups, tables = _tables(session, keep, cluster_ids, renumbered, compute)
     if "n_channels_dat" not in params:
         params["n_channels_dat"] = int(channels["map"].max()) + 1
-    cluster_of_unit = np.full(sorting.num_units, -1, dtype=np.int64)
+    cluster_of_unit = np.full(sorting.num_units, -1, dtype=np.int32)
     cluster_of_unit[keep] = cluster_ids
 
     try:

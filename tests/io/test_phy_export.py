@@ -414,3 +414,38 @@ def test_a_sorting_without_spikes_is_refused(tmp_path):
     with pytest.raises(InputError, match="no spikes"):
         write_phy(Session(empty), tmp_path / "phy")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_curated_kilosort_session_keeps_its_templates(tmp_path):
+    """A merge after sorting: clusters change, KiloSort's templates stay (phy's own model)."""
+    session = sv.load(bombcell(tmp_path), sampling_frequency=30000)
+    s = session.sorting
+    merged_index = np.where(s.unit_index == 3, 2, s.unit_index)  # unit 3 into unit 2
+    kept = [u for u in range(s.num_units) if u != 3]
+    sorting = Sorting.from_arrays(s.sample_index, np.searchsorted(kept, merged_index),
+                                  s.sampling_frequency, unit_ids=s.unit_ids[kept],
+                                  unit_table=s.unit_table.iloc[kept],
+                                  spike_properties=s.spike_properties)
+    curated = Session(sorting, source=session.source, format="phy",
+                      channel_ids=session.channel_ids,
+                      channel_locations_um=session.channel_locations_um,
+                      results=session.results)
+    out = write_phy(curated, tmp_path / "phy")
+    model = load_model(out)
+    try:
+        assert model.cluster_ids.tolist() == s.unit_ids[kept].tolist()
+        np.testing.assert_array_equal(model.spike_templates,
+                                      s.spike_properties["template_index"])
+        counts = model.get_template_counts(s.unit_ids[2])
+        assert counts[2] == (s.unit_index == 2).sum() and counts[3] == (s.unit_index == 3).sum()
+        assert model.sparse_templates.data.shape == (15, 82, 356)
+    finally:
+        model.close()
+
+
+def test_destination_that_is_a_file_is_refused(computed, tmp_path):
+    session, _, _ = computed
+    (tmp_path / "phy").write_text("keep me")
+    with pytest.raises(InputError, match="not a folder"):
+        write_phy(session, tmp_path / "phy", overwrite=True)
+    assert (tmp_path / "phy").read_text() == "keep me"
