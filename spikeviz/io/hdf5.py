@@ -9,7 +9,9 @@ Layouts (dataset names are SpikeLab's defaults; other names can be given as keyw
              them (spike k of n at ``start + k * width / (n + 1)``, one spike at the centre),
              floored to whole samples. Bin ``j`` holds the samples ``s`` with
              ``j * B <= s < (j + 1) * B``, ``B = bin_size_ms * fs / 1000`` (half-open, from
-             sample 0, as ``np.histogram``); so counts per bin round-trip exactly.
+             sample 0, as ``np.histogram``), so counts per bin round-trip exactly. (SpikeLab's
+             ``SpikeData.raster`` bins float ms times as ``(a, b]``: a spike exactly on an
+             edge falls one bin later here.)
 ``ragged``   ``spike_times`` (all units' times, unit after unit) and ``spike_times_index``:
              cumulative end of each unit (NWB's convention, length = units, last = spikes) or
              the same with a leading 0 (length = units + 1). Also found inside ``units/`` (the
@@ -486,7 +488,12 @@ def read_session(path, sampling_frequency: float | None = None, style: str | Non
             raise InputError("this is an NWB file; open it with the NWB reader", path=path)
         style, layout = _layout(f, path, style, names)
         time_unit = time_unit or kw.get(unit_keyword.get(style, ""))
-        fs = _number(f.attrs, RATE_ATTRS, path, "sampling rate (Hz)")
+        try:
+            fs = _number(f.attrs, RATE_ATTRS, path, "sampling rate (Hz)")
+        except InputError:
+            if sampling_frequency is None:
+                raise
+            fs = None
         if sampling_frequency is not None:
             if fs is not None and abs(float(sampling_frequency) - fs) > 1e-9 * fs:
                 warnings.warn(f"{path}: the file says {fs:g} Hz; sampling_frequency="
@@ -495,7 +502,7 @@ def read_session(path, sampling_frequency: float | None = None, style: str | Non
         if fs is None:
             raise InputError("the file does not give the sampling rate (attribute fs_Hz); "
                              "pass sampling_frequency= (Hz)", path=path, field="fs_Hz")
-        start_ms = float(np.asarray(f.attrs.get("start_time", 0.0)).reshape(-1)[0])
+        start_ms = _start_ms(f, path)
         num_samples = _num_samples(f, path, fs)
         file_ids = _unit_ids(f, path, layout)
         ids = file_ids
@@ -535,6 +542,14 @@ def read_session(path, sampling_frequency: float | None = None, style: str | Non
                              path=path, field=UNIT_TABLE)
         sorting = sorting.with_unit_table(table.set_axis(pd.Index(sorting.unit_ids)))
     return Session(sorting, source=str(path), format=FORMAT)
+
+
+def _start_ms(f, path) -> float:
+    value = np.asarray(f.attrs.get("start_time", 0.0)).reshape(-1)
+    if value.size != 1 or value.dtype.kind not in "iuf" or not np.isfinite(value[0]):
+        raise InputError(f"expected one number of ms, got {value!r}", path=path,
+                         field="start_time")
+    return float(value[0])
 
 
 def _num_samples(f, path, fs) -> int | None:

@@ -474,3 +474,75 @@ def test_bad_arguments_write_nothing(tmp_path, string_ids, kwargs, message):
     with pytest.raises(InputError, match=r"\.h5 or \.hdf5"):
         write_hdf5(string_ids, tmp_path / "s.nwb")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_destination_folder_missing_or_a_file(tmp_path, string_ids):
+    with pytest.raises(InputError, match="does not exist"):
+        write_hdf5(string_ids, tmp_path / "missing" / "s.h5")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError):
+        write_hdf5(string_ids, tmp_path / "file" / "s.h5")
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_hdf5_failure_leaves_nothing(tmp_path, string_ids, monkeypatch):
+    from spikeviz.io import hdf5_write
+
+    class Failing(h5py.File):
+        def create_dataset(self, *args, **kwargs):
+            raise OSError("disk full")
+
+    monkeypatch.setattr(hdf5_write.h5py, "File", Failing)
+    with pytest.raises(OSError, match="disk full"):
+        write_hdf5(string_ids, tmp_path / "s.h5")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- details -----------------------------------------------------------------------------------
+def test_raster_bins_are_half_open_from_sample_zero(tmp_path):
+    sorting = sv.Sorting.from_arrays([0, 29, 30, 59, 60], [0] * 5, FS)
+    path = write_hdf5(sorting, tmp_path / "r.h5", style="raster", bin_ms=1.0)
+    with h5py.File(path) as f:
+        assert f["raster"][()].tolist() == [[2, 2, 1]]
+    assert hdf5.read_session(path).sorting.spike_train(0).tolist() == [10, 20, 40, 50, 60]
+
+
+def test_group_names_for_ids_that_are_not_valid_dataset_names(tmp_path):
+    ids = np.array(["shank1/unit2", "shank1/unit10", "."])
+    sorting = sv.Sorting.from_arrays([5, 9, 12], [2, 0, 0], FS, unit_ids=ids)
+    path = write_hdf5(sorting, tmp_path / "g.h5", style="group", time_unit="samples")
+    with h5py.File(path) as f:
+        assert list(f["units"]) == ["unit0", "unit1", "unit2"]
+    got = hdf5.read_session(path).sorting
+    assert got.unit_ids.tolist() == ids.tolist()
+    assert got.spike_train("shank1/unit2").tolist() == [9, 12]
+    assert got.spike_train(".").tolist() == [5]
+
+
+def test_columns_that_cannot_be_stored_are_skipped_with_a_warning(tmp_path):
+    table = pd.DataFrame({"label": ["good", "mua"], "channels": [[1, 2], [3]],
+                          "note": ["a", None], "snr": [3.5, np.nan]}, index=[0, 1])
+    sorting = sv.Sorting.from_arrays([1, 2], [0, 1], FS, unit_table=table)
+    with pytest.warns(UserWarning, match=r"\['channels', 'note'\]"):
+        path = write_hdf5(sorting, tmp_path / "c.h5")
+    got = hdf5.read_session(path).sorting.unit_table
+    assert list(got.columns) == ["label", "snr"]
+    assert got["label"].tolist() == ["good", "mua"]
+    np.testing.assert_array_equal(got["snr"].to_numpy(), [3.5, np.nan])
+
+
+def test_bad_attributes(tmp_path):
+    path = _h5(tmp_path / "b.h5", {"fs_Hz": FS, "time_unit": "s", "start_time": "noon"},
+               spike_times=np.array([0.1]), spike_times_index=np.array([1]))
+    with pytest.raises(InputError, match=r"b\.h5.*'start_time'"):
+        hdf5.read_session(path)
+    path = _h5(tmp_path / "c.h5", {"fs_Hz": -1.0, "time_unit": "parsecs"},
+               spike_times=np.array([0.1]), spike_times_index=np.array([1]))
+    with pytest.raises(InputError, match=r"c\.h5.*'fs_Hz'.*positive"):
+        hdf5.read_session(path)
+    with pytest.raises(InputError, match=r"c\.h5.*'time_unit'.*parsecs"):
+        hdf5.read_session(path, sampling_frequency=FS)
+    path = _h5(tmp_path / "d.h5", {"fs_Hz": FS, "time_unit": "samples"},
+               spike_times=np.array([1.5]), spike_times_index=np.array([1]))
+    with pytest.raises(InputError, match=r"d\.h5.*'/spike_times'.*whole numbers"):
+        hdf5.read_session(path)
