@@ -3,10 +3,14 @@
 What is read:
 
 - a **Units** table (``nwbfile.units`` or one in a processing module; ``units_name`` picks one)
-  → the Sorting: spike times, ids (``unit_name`` when present, else ``id``), every other
-  column as a unit-table column (see :func:`spikeviz.io.nwb_read_tables.unit_table`), a
-  normalised ``label`` (from ``label`` else ``quality``), and ``waveform_mean``/``waveform_sd``
-  as ``session.results["nwb_templates"]`` (Templates in µV, with std);
+  → the Sorting: spike times, ids (``unit_name`` when present — int64 when every name is a
+  canonical integer such as "12", as SpikeInterface writes integer ids — else ``id``), every
+  other column as a unit-table column (see :func:`spikeviz.io.nwb_read_tables.unit_table`:
+  ``electrodes`` → per unit an array of channel ids, ``electrode_group`` → its name,
+  ``obs_intervals`` → ``obs_intervals_s``, per unit (k, 2) seconds), a normalised ``label``
+  (from ``label`` else ``quality``), and ``waveform_mean``/``waveform_sd`` as
+  ``session.results["nwb_templates"]`` (Templates in µV, with std). The doubly ragged
+  ``waveforms`` column is not read (``results["nwb_skipped_columns"]``);
 - the **electrodes** table → channel ids (``channel_name`` when present, else ``id``),
   geometry in µm from ``rel_x``/``rel_y`` when present, else ``x``/``y`` (which one is said in
   ``results["nwb_geometry_source"]``), the whole table in ``results["nwb_electrodes"]``;

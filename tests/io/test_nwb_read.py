@@ -649,3 +649,15 @@ def test_per_channel_offsets_and_integer_group_names_like_spikeinterface(tmp_pat
     np.testing.assert_allclose(rec.offsets_to_uv, theirs.get_channel_offsets())
     np.testing.assert_allclose(rec.traces(0, 50), theirs.get_traces(
         start_frame=0, end_frame=50, return_in_uV=True), rtol=1e-5, atol=1e-2)
+
+
+def test_series_time_base_matches_spikeinterface_sorting(with_series):
+    se = pytest.importorskip("spikeinterface.extractors.nwbextractors")
+    path, _ = with_series
+    ours = nwb.read_session(path, load_recording=False).sorting
+    theirs = se.NwbSortingExtractor(str(path),
+                                    electrical_series_path="acquisition/ElectricalSeriesRaw")
+    assert theirs.sampling_frequency == ours.sampling_frequency
+    for unit_id in theirs.unit_ids:
+        np.testing.assert_array_equal(ours.spike_train(unit_id),
+                                      theirs.get_unit_spike_train(unit_id))
