@@ -148,6 +148,8 @@ def unit_ids(units, path: Path, where: str) -> np.ndarray:
 def spike_times_s(units, path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
     """(flat spike times in seconds as float64, bounds per unit) from one read of each."""
     num_units = len(units.id.data)
+    if "spike_times" not in units.colnames and num_units == 0:
+        return np.zeros(0), np.zeros(1, dtype=np.int64)  # an empty sorting
     if "spike_times" not in units.colnames:
         raise InputError("the Units table has no spike_times column; spike times in seconds "
                          "are needed", path=path, field=f"{where}/spike_times")

@@ -661,3 +661,11 @@ def test_series_time_base_matches_spikeinterface_sorting(with_series):
     for unit_id in theirs.unit_ids:
         np.testing.assert_array_equal(ours.spike_train(unit_id),
                                       theirs.get_unit_spike_train(unit_id))
+
+
+def test_an_empty_units_table_is_an_empty_sorting(tmp_path):
+    nwbfile, _ = _nwbfile()
+    nwbfile.units = Units(name="units")
+    session = nwb.read_session(_write(nwbfile, tmp_path / "empty.nwb"), sampling_frequency=FS)
+    assert (session.sorting.num_units, session.sorting.num_spikes) == (0, 0)
+    assert session.sorting.sampling_frequency == FS
