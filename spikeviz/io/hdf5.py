@@ -155,12 +155,17 @@ def _values(ds: h5py.Dataset, start=0, stop=None) -> np.ndarray:
     return ds[start:stop]
 
 
-def _contents(f) -> str:
+def _contents(f, limit=12) -> str:
+    """The first ``limit`` objects of the file, for error messages."""
     items = []
-    f.visititems(lambda name, obj: items.append(
-        f"{name} {obj.shape} {obj.dtype}" if isinstance(obj, h5py.Dataset) else f"{name}/")
-        if len(items) < 12 else None)
-    return "; ".join(items) or "nothing"
+
+    def visit(name, obj):
+        items.append(f"{name} {obj.shape} {obj.dtype}" if isinstance(obj, h5py.Dataset)
+                     else f"{name}/")
+        return True if len(items) > limit else None  # a non-None return stops the walk
+
+    f.visititems(visit)
+    return "; ".join(items[:limit]) + ("; ..." if len(items) > limit else "") or "nothing"
 
 
 # -- layout ------------------------------------------------------------------------------------
@@ -305,7 +310,7 @@ def _check_count(ids, num_units, path, field):
 # -- the four layouts --------------------------------------------------------------------------
 def _read_raster(f, path, names, fs, start_ms, bin_ms, num_samples):
     ds = _dataset(f, names["raster"], path, ndim=2)
-    if ds.dtype.kind not in "iuf":
+    if ds.dtype.kind not in "biuf":
         raise InputError(f"expected integer counts, got dtype {ds.dtype}", path=path,
                          field=ds.name)
     bin_ms = bin_ms or _number(ds.attrs, BIN_ATTRS, path, "bin width (ms)") or \
@@ -324,6 +329,8 @@ def _read_raster(f, path, names, fs, start_ms, bin_ms, num_samples):
     end = int(edges[-1]) if num_samples is None else min(num_samples, int(edges[-1]))
     samples, units = [], []
     step = max(1, BLOCK // max(1, num_units))
+    if ds.chunks:  # whole chunks per block: each is decompressed once
+        step = max(ds.chunks[1], step // ds.chunks[1] * ds.chunks[1])
     for b0 in range(0, num_bins, step):
         counts = ds[:, b0:b0 + step]
         if counts.dtype.kind == "f" and not (np.isfinite(counts).all()
@@ -412,6 +419,9 @@ def _read_group(f, path, names, fs, start_ms, time_unit, file_ids):
     for name in members:
         uid = group[name].attrs.get("unit_id", name)
         keys[str(id_key(_text(uid) if isinstance(uid, bytes) else uid))] = name
+    if len(keys) != len(members):
+        raise InputError(f"two datasets of {group.name}/ name the same unit (by name or "
+                         f"unit_id attribute)", path=path, field=group.name)
     if file_ids is not None:
         missing = [u for u in file_ids.tolist() if str(u) not in keys]
         if missing or len(keys) != file_ids.size:

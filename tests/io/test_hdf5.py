@@ -508,7 +508,7 @@ def test_raster_bins_are_half_open_from_sample_zero(tmp_path):
 
 
 def test_group_names_for_ids_that_are_not_valid_dataset_names(tmp_path):
-    ids = np.array(["shank1/unit2", "shank1/unit10", "."])
+    ids = np.array(["shank1/unit2", "shank1/ünit10", "."])
     sorting = sv.Sorting.from_arrays([5, 9, 12], [2, 0, 0], FS, unit_ids=ids)
     path = write_hdf5(sorting, tmp_path / "g.h5", style="group", time_unit="samples")
     with h5py.File(path) as f:
@@ -516,6 +516,7 @@ def test_group_names_for_ids_that_are_not_valid_dataset_names(tmp_path):
     got = hdf5.read_session(path).sorting
     assert got.unit_ids.tolist() == ids.tolist()
     assert got.spike_train("shank1/unit2").tolist() == [9, 12]
+    assert got.spike_train("shank1/ünit10").tolist() == []
     assert got.spike_train(".").tolist() == [5]
 
 
