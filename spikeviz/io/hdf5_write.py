@@ -19,6 +19,7 @@ spike, and the file appears only when complete (atomic rename).
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -241,7 +242,7 @@ def write_hdf5(session_or_sorting, path, style: str = "ragged", time_unit: str =
     if time_unit not in TIME_UNITS:
         raise InputError(f"unknown time unit {time_unit!r}; expected one of "
                          f"{', '.join(TIME_UNITS)}", field="time_unit")
-    if style == "raster" and not (isinstance(bin_ms, int | float) and math.isfinite(bin_ms)
+    if style == "raster" and not (isinstance(bin_ms, numbers.Real) and math.isfinite(bin_ms)
                                   and bin_ms * fs / 1000.0 >= 1):
         raise InputError(f"bin_ms must be a number of ms covering at least one sample "
                          f"({1000.0 / fs:.4g} ms at {fs:g} Hz), got {bin_ms!r}", field="bin_ms")
