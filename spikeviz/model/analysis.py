@@ -174,6 +174,32 @@ class Analysis:
                     self._memory[("wrapped", key)] = wrapped
         return wrapped.copy() if isinstance(wrapped, pd.DataFrame | pd.Series) else wrapped
 
+    def store(self, name: str, arrays: dict, attrs: dict | None = None, **given) -> str:
+        """Seed the result ``name`` for parameters ``given`` with values computed elsewhere
+        (e.g. a SpikeInterface SortingAnalyzer's extensions); returns its key.
+
+        ``arrays``/``attrs`` must have the layout the step's ``run`` returns. The values are
+        kept in memory only (not written to the disk cache) and read-only; later requests
+        with these parameters, and results that depend on them, use them instead of
+        computing. The caller vouches that they are what the step would compute.
+        """
+        ctx = self.bound()
+        params = ctx.params(name, **given)
+        if ctx.step(name).needs_recording and ctx.session.recording is None:
+            raise InputError(f"{name} needs a recording; this session has none",
+                             field="recording")
+        frozen = {}
+        for k, v in arrays.items():
+            if isinstance(v, np.ndarray):
+                v = v.view()
+                v.setflags(write=False)
+            frozen[k] = v
+        key = ctx.key(name, params)
+        with self._lock:
+            self._memory[key] = (frozen, dict(attrs or {}))
+            self._memory.pop(("wrapped", key), None)
+        return key
+
     def is_available(self, name: str, **given) -> bool:
         """True if the result is in memory or in a trustworthy disk entry (nothing computed)."""
         ctx = self.bound()

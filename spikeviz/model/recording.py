@@ -2,7 +2,10 @@
 
 Traces live in a backend that is indexed ``backend[sample_slice, channel_selection]`` with
 time on the first axis: a numpy array, a ``numpy.memmap`` or an ``h5py.Dataset``. Only the
-requested window is ever read.
+requested window is ever read. Any other object with ``shape``, ``dtype`` and that indexing
+(a slice of samples, then a slice or an increasing int array of columns) works too, e.g. a
+reader over a SpikeInterface recording; such a backend defines ``fingerprint() -> str``, what
+identifies its traces in cache keys (its content is never hashed: it may be hours long).
 """
 
 from __future__ import annotations
@@ -128,8 +131,9 @@ class Recording(param.Parameterized):
         """sha256 (hex) identifying the traces and their scaling, for cache keys.
 
         File-backed traces (memmap, h5py) are identified by file path, size, modification time,
-        byte offset, dtype and shape; in-memory arrays by their content. Gains, offsets,
-        channel ids and the rate are always included.
+        byte offset, dtype and shape; a backend with a ``fingerprint()`` method by what it
+        returns; in-memory arrays by their content. Gains, offsets, channel ids and the rate
+        are always included.
         """
         backend = self._backend
         filename = getattr(backend, "filename", None)
@@ -142,7 +146,11 @@ class Recording(param.Parameterized):
             else self.channel_ids
         scaling = (self.gains_to_uv.tobytes(), self.offsets_to_uv.tobytes(), ids.tobytes(),
                    self.sampling_frequency)
-        if filename:
+        custom = getattr(backend, "fingerprint", None)
+        if callable(custom):
+            ident = str(custom())
+            memo = (("custom", ident), scaling)
+        elif filename:
             stat = os.stat(filename)
             ident = {"file": os.path.abspath(filename), "size": stat.st_size,
                      "mtime_ns": stat.st_mtime_ns,
@@ -155,7 +163,7 @@ class Recording(param.Parameterized):
         cached = getattr(self, "_fingerprint_memo", None)
         if cached is not None and cached[0] == memo:
             return cached[1]
-        if not filename:
+        if not filename and not callable(custom):
             ident = hash_arrays(np.asarray(backend))
         value = hash_json({"traces": ident, "dtype": self.dtype.str,
                            "shape": list(self._backend.shape),
