@@ -50,7 +50,8 @@ import pandas as pd
 from ..model import Session, Templates
 from ..model.steps import SPARSITY
 from ..model.steps_metrics import TRAIN_METRICS
-from .spikeinterface_ import FORMAT, _ids, recording_from_si, sorting_from_si
+from .spikeinterface_ import FORMAT
+from .spikeinterface_import import _ids, recording_from_si, sorting_from_si
 
 # Spikeviz metric columns seeded when SpikeInterface's group parameters are its defaults
 # (spikeviz's defaults mirror SpikeInterface 0.105's), with the inputs they need.
