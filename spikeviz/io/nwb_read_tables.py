@@ -24,6 +24,9 @@ LABEL_COLUMNS = ("label", "quality")
 _TO_UV = {"volts": 1e6, "volt": 1e6, "v": 1e6, "millivolts": 1e3, "mv": 1e3,
           "microvolts": 1.0, "uv": 1.0, "µv": 1.0}
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]{0,17})")
+# In the description of a ``unit_name`` column: the names are string ids, keep "12" a string
+# (our writer adds it; see :func:`unit_ids`).
+STRING_IDS_MARK = "spikeviz: unit ids are strings"
 
 
 def decode(values) -> np.ndarray:
@@ -132,9 +135,19 @@ def read_electrodes(table, path: Path) -> tuple[pd.DataFrame, str | None]:
 
 # -- units table ------------------------------------------------------------------------------
 def unit_ids(units, path: Path, where: str) -> np.ndarray:
-    """``unit_name`` (SpikeInterface's) when present, else the table's ``id``."""
+    """``unit_name`` (SpikeInterface's) when present, else the table's ``id``.
+
+    Names become int64 when every one is a canonical integer (SpikeInterface writes
+    ``str(id)`` for integer ids) unless the column's description carries
+    :data:`STRING_IDS_MARK` (our writer's mark for string ids such as "12"): then str.
+    """
     if "unit_name" in units.colnames:
-        ids = ids_from_names(decode(units["unit_name"].data[:]))
+        column = units["unit_name"]
+        names = decode(column.data[:])
+        if STRING_IDS_MARK in str(getattr(column, "description", "") or ""):
+            ids = np.asarray([str(n) for n in names.tolist()], dtype=str)
+        else:
+            ids = ids_from_names(names)
         field = "unit_name"
     else:
         ids = np.asarray(units.id.data[:], dtype=np.int64)

@@ -77,27 +77,39 @@ def write_nwb(session: Session, path: str | Path, metadata: dict | None = None,
     # Everything that can fail on the data is decided before the file is created.
     from ._results import templates as templates_of
     from ._results import unit_columns
+    from .nwb_write_units import obs_intervals, unit_electrodes
 
     table = unit_columns(session, compute)
     channel_ids = _channel_ids(session)
-    templates = templates_of(session, compute) if channel_ids is not None else None
+    templates = None
+    if channel_ids is not None:
+        templates = templates_of(session, compute)
+        if templates is None:  # none computed: those the source NWB file held, if any
+            templates = session.results.get("nwb_templates")
     templates, template_rows = _aligned_templates(session, templates, channel_ids)
     groups = _channel_groups(session, channel_ids, meta["Ecephys"])
+    sorting = session.sorting
+    units_extra = {"intervals": obs_intervals(table, sorting.num_samples,
+                                              sorting.sampling_frequency)}
+    electrodes = unit_electrodes(table, channel_ids)
+    if template_rows is not None:
+        _warn_replaced_electrodes(electrodes, template_rows, sorting.num_units)
+        electrodes = None
+    units_extra["electrodes"] = electrodes
 
     if progress is not None:
         progress("nwb", 0.0)
     try:
         _write_file(session, path, overwrite, meta, channel_ids, groups, table, templates,
-                    template_rows, include_recording, data_io, chunk_mb, progress)
+                    template_rows, units_extra, include_recording, data_io, chunk_mb, progress)
     except OSError as err:
         raise InputError(f"could not write the NWB file: {err}", path=path) from err
-    if progress is not None:
-        progress("nwb", 1.0)
     return path
 
 
 def _write_file(session, path, overwrite, meta, channel_ids, groups, table, templates,
-                template_rows, include_recording, data_io, chunk_mb, progress) -> None:
+                template_rows, units_extra, include_recording, data_io, chunk_mb,
+                progress) -> None:
     recording = session.recording
     with atomic_file(path, overwrite=overwrite, suffix=".nwb") as tmp:
         nwbfile = _nwbfile(meta)
@@ -109,7 +121,7 @@ def _write_file(session, path, overwrite, meta, channel_ids, groups, table, temp
 
         nwbfile.units = build_units(
             session.sorting, table, data_io, templates=templates, electrode_rows=template_rows,
-            electrodes_table=electrodes, format_name=session.format)
+            electrodes_table=electrodes, format_name=session.format, **units_extra)
         if include_recording:
             from hdmf.common import DynamicTableRegion
 
@@ -122,6 +134,8 @@ def _write_file(session, path, overwrite, meta, channel_ids, groups, table, temp
                 recording, region, meta["Ecephys"]["ElectricalSeries"], data_io,
                 chunk_mb=chunk_mb, progress=progress, source=session.source))
         _write(nwbfile, tmp)
+        if progress is not None:  # before the rename: a failing callback leaves nothing
+            progress("nwb", 1.0)
 
 
 # -- preparation -----------------------------------------------------------------------------
@@ -162,8 +176,11 @@ def _channel_ids(session: Session) -> np.ndarray | None:
 
 
 def _aligned_templates(session: Session, templates, channel_ids):
-    """(templates with rows in the sorting's unit order, electrode row per template channel),
-    or (None, None) when they cannot be written (a warning says why)."""
+    """(templates with rows in the sorting's unit order, electrode rows of their channels:
+    (K,) for every unit or (units, K) per unit), or (None, None) when they cannot be written
+    (a warning says why). Sparse templates stay sparse when every unit has K real channels
+    (K less than the number of electrodes, so that readers cannot take them for dense ones);
+    padded sparse templates become dense, zero outside each unit's channels."""
     if templates is None or session.sorting.num_units == 0:
         return None, None
     why = None
@@ -181,16 +198,44 @@ def _aligned_templates(session: Session, templates, channel_ids):
         return None, None
     from ..model.waveforms import Templates
 
-    if templates.sparse_channel_indices is not None:
-        data = np.stack([templates.dense(i) for i in order])
-        std = None
-    else:
-        data = np.asarray(templates.data)[order]
-        std = None if templates.std is None else np.asarray(templates.std)[order]
+    data = np.asarray(templates.data)[order]
+    std = None if templates.std is None else np.asarray(templates.std)[order]
+    sparse = templates.sparse_channel_indices
+    if sparse is not None:
+        sparse = np.asarray(sparse)[order]
+        if (sparse >= 0).all() and sparse.shape[1] != len(channel_ids):
+            rows = rows[sparse]  # (units, K): each unit's own electrodes
+        else:
+            data, std = _dense(data, sparse, rows.size), _dense(std, sparse, rows.size)
+            sparse = None
     aligned = Templates(data, np.asarray(session.sorting.unit_ids),
-                        np.asarray(templates.channel_ids), std=std, nbefore=templates.nbefore,
+                        np.asarray(templates.channel_ids), sparse_channel_indices=sparse,
+                        std=std, nbefore=templates.nbefore,
                         sampling_frequency=templates.sampling_frequency)
     return aligned, rows
+
+
+def _dense(values, sparse: np.ndarray, num_channels: int):
+    """Sparse (units, samples, K) values on every channel, zero elsewhere (or None)."""
+    if values is None:
+        return None
+    out = np.zeros((*values.shape[:2], num_channels), dtype=np.float32)
+    for i, channels in enumerate(sparse):
+        used = channels >= 0
+        out[i][:, channels[used]] = values[i][:, used]
+    return out
+
+
+def _warn_replaced_electrodes(electrodes, template_rows, num_units: int) -> None:
+    """The templates dictate the Units electrodes: say so when the unit table's differ."""
+    if electrodes is None:
+        return
+    flat, ends = electrodes
+    wanted = np.broadcast_to(template_rows, (num_units, np.shape(template_rows)[-1]))
+    given = np.split(flat, ends[:-1])
+    if any(not np.array_equal(g, w) for g, w in zip(given, wanted, strict=True)):
+        warnings.warn("NWB export: the unit table's 'electrodes' are replaced by the channels "
+                      "of waveform_mean (NWB ties the two together)", UserWarning, stacklevel=3)
 
 
 def _channel_groups(session: Session, channel_ids, ecephys: dict) -> list[str] | None:

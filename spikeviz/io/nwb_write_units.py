@@ -11,11 +11,23 @@ Conventions:
   ``resolution`` = 1 / sampling_frequency.
 - Ids: non-negative integer unit ids are the table's ``id``; any other ids (strings,
   negative integers) are written as strings in a ``unit_name`` column with ``id`` 0..n-1
-  (SpikeInterface's NWB reader takes ``unit_name`` as the unit ids when present).
-- ``obs_intervals``: [[0, duration_s]] per unit when the recording length is known.
-- With templates in µV: ``waveform_mean``/``waveform_sd`` in volts, (units, samples, channels)
-  over every channel of the templates, and ``electrodes`` lists those channels (same order)
-  for every unit, so that the third waveform axis and the electrodes agree.
+  (SpikeInterface's NWB reader takes ``unit_name`` as the unit ids when present). When the
+  ids are strings, the column's description ends with :data:`STRING_IDS_MARK`, so that our
+  reader keeps "12" a string (unmarked canonical-integer names, as SpikeInterface writes for
+  integer ids, are read as integers).
+- ``obs_intervals``: the unit table's ``obs_intervals_s`` (per unit a (k, 2) array of
+  [start, stop] seconds, as our reader gives it) when present; units where it is missing, and
+  every unit without that column, get [[0, duration_s]] when the recording length is known.
+- ``electrodes`` (a ragged region of the electrodes table): with templates, the channels of
+  each unit's ``waveform_mean`` third axis (same order); without templates, the unit table's
+  ``electrodes`` column (per unit the channel ids, as our reader gives it) mapped to
+  electrode rows.
+- With templates in µV: ``waveform_mean``/``waveform_sd`` in volts, (units, samples, K):
+  dense templates over every channel of the templates (K channels, the same electrodes for
+  every unit); sparse templates without padding keep their per-unit channels (each unit lists
+  its K electrodes, as NWB allows); padded sparse templates are written dense, zero outside a
+  unit's channels (as KiloSort/Phy templates are). ``waveform_rate`` / the time before the
+  peak are written only when the templates' sampling rate is known.
 - The curation label is the ``quality`` column (good / mua / noise / unsorted): the name
   SpikeInterface gives the curation label it reads from Phy, and the name the Allen
   Institute's NWB files use. Every other unit-table column is a described column; columns
@@ -30,9 +42,13 @@ import numpy as np
 import pandas as pd
 from hdmf.common import DynamicTableRegion, ElementIdentifiers, VectorData, VectorIndex
 
+from ..errors import InputError
 from ..model import Sorting
+from .nwb_read_tables import STRING_IDS_MARK
 
 LABEL_COLUMN = "quality"
+# Unit-table columns the writer turns into NWB's own Units columns (no warning for them).
+HANDLED = ("obs_intervals_s", "electrodes")
 
 # Units columns with a meaning in the NWB schema, or used by the writer itself.
 RESERVED = ("id", "spike_times", "spike_times_index", "obs_intervals", "obs_intervals_index",
@@ -114,12 +130,13 @@ def _column_values(name: str, values: pd.Series) -> np.ndarray | list | None:
 
 
 def unit_columns(table: pd.DataFrame, format_name: str = "") -> list:
-    """Described ``VectorData`` for the label and every writable unit-table column."""
+    """Described ``VectorData`` for the label and every writable unit-table column (the
+    columns in :data:`HANDLED` are written by :func:`build_units` itself)."""
     columns, dropped, renamed = [], [], []
     labels = table["label"].fillna("unsorted").astype(str) if "label" in table else None
     taken = {str(c) for c in table.columns}
     for name in table.columns:
-        if name == "label":
+        if name == "label" or name in HANDLED:
             continue
         key = str(name)
         if key in RESERVED or "/" in key or not key:
@@ -154,14 +171,97 @@ def unit_columns(table: pd.DataFrame, format_name: str = "") -> list:
     return columns
 
 
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _ends(pieces: list[np.ndarray]) -> np.ndarray:
+    """Cumulative end offset of each piece (int64)."""
+    return np.cumsum([len(p) for p in pieces], dtype=np.int64).reshape(len(pieces))
+
+
+def obs_intervals(table: pd.DataFrame, num_samples: int | None,
+                  sampling_frequency: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(flat (m, 2) float64 [start, stop] seconds, cumulative end per unit) for the
+    ``obs_intervals`` column, or None when nothing is known (see the module docstring).
+    InputError when an ``obs_intervals_s`` value is not a (k, 2) array of finite seconds with
+    start <= stop."""
+    default = None
+    if num_samples is not None:
+        default = np.array([[0.0, num_samples / float(sampling_frequency)]])
+    if "obs_intervals_s" not in table:
+        if default is None:
+            return None
+        values = [None] * len(table)
+    else:
+        values = table["obs_intervals_s"].tolist()
+    pieces = []
+    for unit_id, value in zip(table.index.tolist(), values, strict=True):
+        if _missing(value):
+            pieces.append(default if default is not None else np.zeros((0, 2)))
+            continue
+        try:
+            intervals = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            intervals = None
+        if intervals is not None and intervals.size == 0:
+            intervals = intervals.reshape(0, 2)
+        elif intervals is not None and intervals.shape == (2,):
+            intervals = intervals[None]
+        if intervals is None or intervals.ndim != 2 or intervals.shape[1] != 2 or \
+                not np.isfinite(intervals).all() or (intervals[:, 1] < intervals[:, 0]).any():
+            raise InputError(f"unit {unit_id!r}: expected a (k, 2) array of [start, stop] "
+                             f"times in seconds (finite, start <= stop), got {value!r}",
+                             field="unit_table.obs_intervals_s")
+        pieces.append(intervals)
+    flat = np.concatenate(pieces) if pieces else np.zeros((0, 2))
+    return flat.astype(np.float64), _ends(pieces)
+
+
+def unit_electrodes(table: pd.DataFrame, channel_ids) -> tuple[np.ndarray, np.ndarray] | None:
+    """(flat electrode rows, cumulative end per unit) from the unit table's ``electrodes``
+    column (per unit the channel ids: an array, a single id, or missing = none), or None with a
+    warning when they cannot be written (no channels, unknown channel ids)."""
+    if "electrodes" not in table:
+        return None
+    why = None
+    if channel_ids is None:
+        why = "the session has no channels (no electrodes table is written)"
+    else:
+        known = pd.Index(np.asarray(channel_ids))
+        pieces, unknown = [], []
+        for value in table["electrodes"].tolist():
+            if np.ndim(value) == 0 and _missing(value):
+                pieces.append(np.zeros(0, np.int64))
+                continue
+            ids = np.atleast_1d(np.asarray(value)).ravel()
+            try:
+                rows = known.get_indexer(ids) if ids.size else np.zeros(0, np.int64)
+            except (TypeError, ValueError):
+                rows = np.full(ids.size, -1)
+            unknown += ids[rows < 0].tolist()
+            pieces.append(rows.astype(np.int64))
+        if unknown:
+            why = f"channel ids {sorted(set(map(str, unknown)))[:5]} are not the session's"
+    if why is not None:
+        warnings.warn(f"NWB export: unit column 'electrodes' left out: {why}", UserWarning,
+                      stacklevel=3)
+        return None
+    flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+    return flat, _ends(pieces)
+
+
 def build_units(sorting: Sorting, table: pd.DataFrame, data_io, templates=None,
                 electrode_rows: np.ndarray | None = None, electrodes_table=None,
-                format_name: str = ""):
+                format_name: str = "", intervals=None, electrodes=None):
     """The pynwb ``Units`` table for ``sorting`` with the columns of ``table``.
 
-    ``templates`` (spikeviz Templates in µV, rows in the sorting's unit order) and
-    ``electrode_rows`` (electrodes-table row of each template channel) add waveform_mean /
-    waveform_sd and electrodes. ``data_io(array)`` wraps large arrays with compression.
+    ``templates`` (spikeviz Templates in µV, rows in the sorting's unit order, dense over their
+    K channels) and ``electrode_rows`` (electrodes-table rows of those channels: (K,) for every
+    unit, or (units, K) per unit) add waveform_mean / waveform_sd and electrodes.
+    ``intervals`` / ``electrodes``: (flat, ends) from :func:`obs_intervals` /
+    :func:`unit_electrodes` (the templates' electrodes win). ``data_io(array)`` wraps large
+    arrays with compression.
     """
     from pynwb.misc import Units
 
@@ -176,25 +276,22 @@ def build_units(sorting: Sorting, table: pd.DataFrame, data_io, templates=None,
                                          "of the recording (sample index / sampling rate).")
     columns += [spike_times, VectorIndex(name="spike_times_index", target=spike_times,
                                          data=ends.astype(_index_dtype(times.size)))]
-    if sorting.num_samples is not None:
-        intervals = VectorData(name="obs_intervals",
-                               description="Observation interval of each unit, [start, stop] "
-                                           "in seconds: the whole recording.",
-                               data=np.tile([0.0, sorting.num_samples / fs], (n, 1)))
-        columns += [intervals, VectorIndex(name="obs_intervals_index", target=intervals,
-                                           data=np.arange(1, n + 1, dtype=_index_dtype(n)))]
+    if intervals is not None:
+        flat, bounds = intervals
+        column = VectorData(name="obs_intervals", data=flat,
+                            description="Observation intervals of each unit, [start, stop] in "
+                                        "seconds (the whole recording unless the source said "
+                                        "otherwise).")
+        columns += [column, VectorIndex(name="obs_intervals_index", target=column,
+                                        data=bounds.astype(_index_dtype(len(flat))))]
     kwargs = {}
+    description = "Electrodes of each unit, as given by the source."
     if templates is not None:
-        channels = electrode_rows.size
-        region = DynamicTableRegion(
-            name="electrodes", table=electrodes_table,
-            description="Electrodes of each unit's waveform_mean / waveform_sd (third axis, "
-                        "same order): every channel of the templates.",
-            data=np.tile(electrode_rows.astype(np.int64), n))
-        columns += [region, VectorIndex(
-            name="electrodes_index", target=region,
-            data=(np.arange(1, n + 1, dtype=np.int64) * channels).astype(
-                _index_dtype(n * channels)))]
+        rows = np.asarray(electrode_rows, dtype=np.int64)
+        rows = np.broadcast_to(rows, (n, rows.shape[-1]))
+        electrodes = rows.ravel(), np.arange(1, n + 1, dtype=np.int64) * rows.shape[1]
+        description = ("Electrodes of each unit's waveform_mean / waveform_sd (third axis, "
+                       "same order).")
         columns.append(VectorData(
             name="waveform_mean", data=data_io(_volts(templates.data)),
             description="Mean waveform of each unit, in volts, (samples, electrodes)."))
@@ -203,12 +300,22 @@ def build_units(sorting: Sorting, table: pd.DataFrame, data_io, templates=None,
                 name="waveform_sd", data=data_io(_volts(templates.std)),
                 description="Standard deviation of each unit's waveforms, in volts, "
                             "(samples, electrodes)."))
-        kwargs = {"waveform_rate": fs, "waveform_unit": "volts"}
-        if templates.nbefore is not None:
-            kwargs["waveform_time_before_peak_in_ms"] = templates.nbefore / fs * 1e3
+        kwargs = {"waveform_unit": "volts"}
+        rate = templates.sampling_frequency
+        if rate is not None:
+            kwargs["waveform_rate"] = float(rate)
+            if templates.nbefore is not None:
+                kwargs["waveform_time_before_peak_in_ms"] = templates.nbefore / rate * 1e3
+    if electrodes is not None:
+        flat, bounds = electrodes
+        region = DynamicTableRegion(name="electrodes", table=electrodes_table,
+                                    description=description, data=flat.astype(np.int64))
+        columns += [region, VectorIndex(name="electrodes_index", target=region,
+                                        data=bounds.astype(_index_dtype(len(flat))))]
     if not integer_ids:
+        note = f" ({STRING_IDS_MARK})" if ids.dtype.kind in "US" else ""
         columns.append(VectorData(name="unit_name", data=[str(u) for u in ids.tolist()],
-                                  description="Unit id as given by the spike sorting."))
+                                  description=f"Unit id as given by the spike sorting{note}."))
     columns += unit_columns(table, format_name)
     id_data = ids.astype(np.int64) if integer_ids else np.arange(n, dtype=np.int64)
     return Units(name="units", id=ElementIdentifiers(name="id", data=id_data), columns=columns,

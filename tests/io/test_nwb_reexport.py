@@ -1,0 +1,357 @@
+"""NWB → spikeviz → NWB and spikeviz → NWB → spikeviz: what the reader gives back is written
+back the way NWB means it (obs_intervals, electrodes, waveforms, string ids), checked with
+pynwb, SpikeInterface and our reader. Source files are written here with pynwb directly, or
+are the real file in ``../shared/data``."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import spikeviz as sv
+from spikeviz.errors import InputError
+from spikeviz.io import nwb
+from spikeviz.io.nwb_write import write_nwb
+from spikeviz.model import Session, Sorting
+from tests.conftest import shared_path
+
+pynwb = pytest.importorskip("pynwb")
+from pynwb import NWBHDF5IO, NWBFile  # noqa: E402
+from pynwb.misc import Units  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The linked table for DynamicTableRegion:UserWarning")
+
+FS = 30_000.0
+META = {"NWBFile": {"session_start_time": "2024-05-01T10:00:00Z"}}
+REAL_NAME = "sub-4_ses-4_ecephys+image.nwb"
+
+
+def _pynwb(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        io = NWBHDF5IO(str(path), "r")
+        return io, io.read()
+
+
+def _source_file(num_channels=6):
+    nwbfile = NWBFile(session_description="test", identifier="spikeviz-reexport",
+                      session_start_time=datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC))
+    device = nwbfile.create_device("probe")
+    group = nwbfile.create_electrode_group("shank0", "a shank", "CA1", device)
+    for i in range(num_channels):
+        nwbfile.add_electrode(location="CA1", group=group, rel_x=float(16 * (i % 2)),
+                              rel_y=float(20 * i))
+    return nwbfile
+
+
+def _save(nwbfile, path):
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwbfile)
+    return path
+
+
+def _no_left_out_warning(record):
+    texts = [str(w.message) for w in record]
+    assert not [t for t in texts if "left out" in t or "replaced" in t], texts
+
+
+# -- 1. obs_intervals and electrodes --------------------------------------------------------
+@pytest.fixture
+def intervals_file(tmp_path):
+    """Three units with their own obs_intervals and (ragged) electrodes, no waveforms."""
+    nwbfile = _source_file()
+    units = Units(name="units", electrode_table=nwbfile.electrodes, resolution=1 / FS)
+    units.add_column("depth", "depth in µm")
+    specs = [([0.1, 0.2], [[0.0, 1.0], [2.0, 3.5]], [0, 1], 10.0),
+             ([2.5], [[2.0, 3.0]], [5], 20.0),
+             ([0.5, 0.6, 0.7], [[0.0, 4.0]], [2, 3, 4], 30.0)]
+    for times, intervals, rows, depth in specs:
+        units.add_unit(spike_times=times, obs_intervals=intervals, electrodes=rows, depth=depth)
+    nwbfile.units = units
+    return _save(nwbfile, tmp_path / "source.nwb"), specs
+
+
+def test_obs_intervals_and_electrodes_are_written_back(intervals_file, tmp_path):
+    path, specs = intervals_file
+    session = nwb.read_session(path, sampling_frequency=FS)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        out = write_nwb(session, tmp_path / "out.nwb", META)
+    _no_left_out_warning(record)
+    io, nwbfile = _pynwb(out)
+    with io:
+        units = nwbfile.units
+        names = list(nwbfile.electrodes["channel_name"][:])
+        for i, (_, intervals, rows, _) in enumerate(specs):
+            np.testing.assert_array_equal(units["obs_intervals"][i], intervals)
+            got = units["electrodes"][i].index.to_numpy()
+            assert [names[r] for r in got] == [str(r) for r in rows]
+    again = nwb.read_session(out, sampling_frequency=FS)
+    before, after = session.sorting.unit_table, again.sorting.unit_table
+    for unit_id in before.index:
+        np.testing.assert_array_equal(after.at[unit_id, "obs_intervals_s"],
+                                      before.at[unit_id, "obs_intervals_s"])
+        np.testing.assert_array_equal(after.at[unit_id, "electrodes"],
+                                      before.at[unit_id, "electrodes"])
+    np.testing.assert_array_equal(after["depth"], before["depth"])
+
+
+def test_spikeinterface_reads_the_rewritten_units(intervals_file, tmp_path):
+    nwbext = pytest.importorskip("spikeinterface.extractors.nwbextractors")
+    path, specs = intervals_file
+    out = write_nwb(nwb.read_session(path, sampling_frequency=FS), tmp_path / "out.nwb", META)
+    si = nwbext.NwbSortingExtractor(str(out), sampling_frequency=FS)
+    assert list(si.unit_ids) == [0, 1, 2]
+    for uid, (times, *_rest) in zip(si.unit_ids, specs, strict=True):
+        np.testing.assert_array_equal(si.get_unit_spike_train(uid),
+                                      np.round(np.asarray(times) * FS).astype(np.int64))
+
+
+def test_missing_intervals_get_the_whole_recording_and_bad_ones_are_refused(tmp_path):
+    sorting = Sorting.from_arrays([10, 20, 30], [0, 1, 2], FS, num_samples=3 * int(FS),
+                                  unit_table=pd.DataFrame({"obs_intervals_s": pd.Series(
+                                      [np.array([[0.5, 1.0]]), None, np.zeros((0, 2))],
+                                      dtype=object)}, index=[0, 1, 2]))
+    out = write_nwb(Session(sorting), tmp_path / "ok.nwb", META)
+    io, nwbfile = _pynwb(out)
+    with io:
+        intervals = nwbfile.units["obs_intervals"]
+        np.testing.assert_array_equal(intervals[0], [[0.5, 1.0]])
+        np.testing.assert_array_equal(intervals[1], [[0.0, 3.0]])
+        assert np.shape(intervals[2]) == (0, 2)
+    for bad in ([[1.0, 0.5]], [[0.0, np.nan]], [1.0, 2.0, 3.0], "all"):
+        table = pd.DataFrame({"obs_intervals_s": pd.Series([bad, None, None], dtype=object)},
+                             index=[0, 1, 2])
+        with pytest.raises(InputError, match=r"unit 0.*start, stop") as err:
+            write_nwb(Session(sorting.with_unit_table(table)), tmp_path / "bad.nwb", META)
+        assert err.value.field == "unit_table.obs_intervals_s"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.nwb"]
+
+
+def test_electrodes_that_cannot_be_written_and_other_arrays_warn(tmp_path):
+    table = pd.DataFrame({"electrodes": pd.Series([np.array([0, 1]), np.array([9])],
+                                                  dtype=object),
+                          "vector": pd.Series([np.ones(3), np.zeros(3)], dtype=object)},
+                         index=[0, 1])
+    sorting = Sorting.from_arrays([10, 20], [0, 1], FS, unit_table=table)
+    session = Session(sorting, channel_ids=np.arange(4),
+                      channel_locations_um=np.c_[np.zeros(4), np.arange(4.0)])
+    with pytest.warns(UserWarning) as record:
+        out = write_nwb(session, tmp_path / "x.nwb", META)
+    texts = " | ".join(str(w.message) for w in record)
+    assert "'electrodes' left out: channel ids ['9']" in texts
+    assert "'vector'" in texts and "not one number" in texts
+    io, nwbfile = _pynwb(out)
+    with io:
+        assert "electrodes" not in nwbfile.units.colnames
+        assert "vector" not in nwbfile.units.colnames
+    with pytest.warns(UserWarning, match="'electrodes' left out: the session has no channels"):
+        write_nwb(Session(sorting), tmp_path / "y.nwb", META)
+
+
+def test_single_channel_ids_and_missing_electrodes(tmp_path):
+    table = pd.DataFrame({"electrodes": pd.Series([3, None, np.array([1, 0])], dtype=object)},
+                         index=[0, 1, 2])
+    sorting = Sorting.from_arrays([10, 20, 30], [0, 1, 2], FS, unit_table=table)
+    session = Session(sorting, channel_ids=np.arange(4))
+    out = write_nwb(session, tmp_path / "x.nwb", META)
+    io, nwbfile = _pynwb(out)
+    with io:
+        region = nwbfile.units["electrodes"]
+        assert [list(region[i].index) for i in range(3)] == [[3], [], [1, 0]]
+
+
+# -- 2. templates read from NWB -------------------------------------------------------------
+def _waveform_file(path, sparse: bool, rate=FS, before_ms=0.5):
+    nwbfile = _source_file()
+    rng = np.random.default_rng(8)
+    channels = 2 if sparse else 6
+    mean = rng.normal(0, 50e-6, (3, 24, channels)).astype(np.float32)
+    sd = np.abs(rng.normal(0, 5e-6, (3, 24, channels))).astype(np.float32)
+    units = Units(name="units", electrode_table=nwbfile.electrodes, waveform_rate=rate,
+                  waveform_unit="volts", waveform_time_before_peak_in_ms=before_ms)
+    rows = ([4, 5], [0, 2], [3, 1]) if sparse else ([0, 1, 2, 3, 4, 5],) * 3
+    for i in range(3):
+        units.add_unit(spike_times=[0.01 * (i + 1), 0.5], electrodes=list(rows[i]),
+                       waveform_mean=mean[i], waveform_sd=sd[i])
+    nwbfile.units = units
+    return _save(nwbfile, path), mean, sd, rows
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_templates_read_from_nwb_are_written_back(tmp_path, sparse):
+    path, mean, sd, rows = _waveform_file(tmp_path / "wf.nwb", sparse, rate=20_000.0)
+    session = nwb.read_session(path, sampling_frequency=FS)
+    assert session.sorting.num_samples is None  # no recording: templates cannot be computed
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        out = write_nwb(session, tmp_path / "out.nwb", META)
+    _no_left_out_warning(record)
+    io, nwbfile = _pynwb(out)
+    with io:
+        units = nwbfile.units
+        np.testing.assert_allclose(units["waveform_mean"].data[:], mean, rtol=1e-5)
+        np.testing.assert_allclose(units["waveform_sd"].data[:], sd, rtol=1e-5)
+        assert units.waveform_rate == 20_000.0  # the templates' own rate, not the sorting's
+        assert units.waveform_time_before_peak_in_ms == pytest.approx(0.5)
+        for i in range(3):
+            assert list(units["electrodes"][i].index) == list(rows[i])
+    again = nwb.read_session(out, sampling_frequency=FS).results["nwb_templates"]
+    first = session.results["nwb_templates"]
+    np.testing.assert_allclose(again.data, first.data, rtol=1e-6)
+    np.testing.assert_allclose(again.std, first.std, rtol=1e-6)
+    assert again.nbefore == first.nbefore == 10
+    if sparse:
+        np.testing.assert_array_equal(again.sparse_channel_indices, rows)
+    else:
+        assert again.sparse_channel_indices is None
+
+
+def test_sparse_rewrite_passes_nwbinspector_and_spikeinterface(tmp_path):
+    nwbext = pytest.importorskip("spikeinterface.extractors.nwbextractors")
+    from nwbinspector import inspect_nwbfile, load_config
+
+    path, mean, *_ = _waveform_file(tmp_path / "wf.nwb", sparse=True)
+    meta = {"NWBFile": {**META["NWBFile"], "session_description": "Re-exported units.",
+                        "experimenter": ["Doe, Jane"], "institution": "Test Institute",
+                        "experiment_description": "NWB re-export test."},
+            "Subject": {"subject_id": "m1", "species": "Mus musculus", "sex": "F",
+                        "age": "P90D"}}
+    out = write_nwb(nwb.read_session(path, sampling_frequency=FS), tmp_path / "out.nwb", meta)
+    messages = list(inspect_nwbfile(nwbfile_path=str(out), config=load_config("dandi")))
+    serious = [m for m in messages if m.importance.name in (
+        "CRITICAL", "BEST_PRACTICE_VIOLATION", "ERROR", "PYNWB_VALIDATION")]
+    assert serious == [], [m.message for m in serious]
+    si = nwbext.NwbSortingExtractor(str(out), sampling_frequency=FS)
+    assert si.get_num_units() == 3
+    np.testing.assert_allclose(si.get_property("waveform_mean"), mean, rtol=1e-5)
+
+
+def test_padded_sparse_templates_are_written_dense_with_zeros(tmp_path):
+    from spikeviz.model import Templates
+
+    data = np.random.default_rng(2).normal(0, 50, (2, 10, 2)).astype(np.float32)
+    templates = Templates(data, [0, 1], np.arange(4), sparse_channel_indices=[[2, 3], [1, -1]],
+                          sampling_frequency=FS, nbefore=3)
+    sorting = Sorting.from_arrays([10, 20], [0, 1], FS)
+    session = Session(sorting, channel_ids=np.arange(4),
+                      results={"nwb_templates": templates})
+    out = write_nwb(session, tmp_path / "x.nwb", META)
+    io, nwbfile = _pynwb(out)
+    with io:
+        mean = nwbfile.units["waveform_mean"].data[:]
+        assert mean.shape == (2, 10, 4)
+        for i in range(2):
+            np.testing.assert_allclose(mean[i], templates.dense(i) * 1e-6, rtol=1e-6)
+            assert list(nwbfile.units["electrodes"][i].index) == [0, 1, 2, 3]
+
+
+def test_templates_of_other_units_are_left_out_with_a_warning(tmp_path):
+    path, *_ = _waveform_file(tmp_path / "wf.nwb", sparse=False)
+    session = nwb.read_session(path, sampling_frequency=FS)
+    merged = Sorting.from_arrays(session.sorting.sample_index, np.zeros(6, int), FS,
+                                 unit_ids=[99])
+    with pytest.warns(UserWarning, match="left out: they do not cover every unit"):
+        out = write_nwb(Session(merged, channel_ids=session.channel_ids,
+                                results=session.results), tmp_path / "out.nwb", META)
+    io, nwbfile = _pynwb(out)
+    with io:
+        assert "waveform_mean" not in nwbfile.units.colnames
+
+
+def test_templates_replace_differing_unit_electrodes_with_a_warning(tmp_path):
+    path, *_ = _waveform_file(tmp_path / "wf.nwb", sparse=True)
+    session = nwb.read_session(path, sampling_frequency=FS)
+    table = session.sorting.unit_table.copy()
+    table["electrodes"] = pd.Series([np.array([0])] * 3, index=table.index, dtype=object)
+    changed = Session(session.sorting.with_unit_table(table), channel_ids=session.channel_ids,
+                      results=session.results)
+    with pytest.warns(UserWarning, match="'electrodes' are replaced by the channels"):
+        out = write_nwb(changed, tmp_path / "out.nwb", META)
+    io, nwbfile = _pynwb(out)
+    with io:
+        assert list(nwbfile.units["electrodes"][0].index) == [4, 5]
+
+
+# -- 3. string ids that look like integers --------------------------------------------------
+@pytest.mark.parametrize("ids", [["1", "2", "10"], ["007", "x", "3"], [4, 9, 12], [-1, 2, 3]])
+def test_unit_ids_keep_their_type(tmp_path, ids):
+    sorting = Sorting.from_arrays([10, 20, 30, 40], [0, 1, 2, 2], FS, unit_ids=ids)
+    out = write_nwb(Session(sorting), tmp_path / "ids.nwb", META)
+    back = nwb.read_session(out, sampling_frequency=FS).sorting
+    assert back.unit_ids.tolist() == ids
+    assert back.unit_ids.dtype.kind == sorting.unit_ids.dtype.kind
+    for uid in ids:
+        np.testing.assert_array_equal(back.spike_train(uid), sorting.spike_train(uid))
+    nwbext = pytest.importorskip("spikeinterface.extractors.nwbextractors")
+    si = nwbext.NwbSortingExtractor(str(out), sampling_frequency=FS)
+    assert [str(u) for u in si.unit_ids] == [str(u) for u in ids]
+
+
+def test_unmarked_integer_names_still_read_as_integers(tmp_path):
+    """As SpikeInterface/neuroconv write them: unit_name = str(id), no mark."""
+    nwbfile = _source_file()
+    units = Units(name="units")
+    units.add_column("unit_name", "Unique reference for each unit.")
+    for name in ("1", "2", "10"):
+        units.add_unit(spike_times=[0.1], unit_name=name)
+    nwbfile.units = units
+    session = nwb.read_session(_save(nwbfile, tmp_path / "si.nwb"), sampling_frequency=FS)
+    assert session.sorting.unit_ids.tolist() == [1, 2, 10]
+
+
+# -- 4. the real file -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    src = shared_path("nwb", REAL_NAME)
+    dst = tmp_path_factory.mktemp("real") / REAL_NAME
+    shutil.copy(src, dst)
+    return dst
+
+
+def test_real_file_reexports_identically(real, tmp_path):
+    before = sv.load(real, sampling_frequency=FS)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        out = sv.export.to_nwb(before, tmp_path / "again.nwb", metadata=META)
+    _no_left_out_warning(record)
+    after = sv.load(out, sampling_frequency=FS)
+    a, b = before.sorting, after.sorting
+    np.testing.assert_array_equal(b.unit_ids, a.unit_ids)
+    assert b.unit_ids.dtype == a.unit_ids.dtype
+    assert b.sampling_frequency == a.sampling_frequency
+    np.testing.assert_array_equal(b.sample_index, a.sample_index)
+    np.testing.assert_array_equal(b.unit_index, a.unit_index)
+    assert b.labels.to_dict() == a.labels.to_dict()
+    np.testing.assert_array_equal(after.channel_ids, before.channel_ids)
+    np.testing.assert_array_equal(after.channel_locations_um, before.channel_locations_um)
+    # the unit tables, column by column
+    ta, tb = a.unit_table, b.unit_table
+    assert set(ta.columns) <= set(tb.columns)
+    assert set(tb.columns) - set(ta.columns) <= {"label"}
+    assert "electrodes" in ta.columns
+    for name in ta.columns:
+        for unit_id in ta.index:
+            x, y = ta.at[unit_id, name], tb.at[unit_id, name]
+            if np.ndim(x):
+                np.testing.assert_array_equal(y, x, err_msg=f"{name} of unit {unit_id}")
+            else:
+                assert x == y or (pd.isna(x) and pd.isna(y)), (name, unit_id)
+    # and the file itself, against pynwb's view of the original
+    io_a, nwb_a = _pynwb(real)
+    io_b, nwb_b = _pynwb(out)
+    with io_a, io_b:
+        ua, ub = nwb_a.units, nwb_b.units
+        np.testing.assert_array_equal(ub.id[:], ua.id[:])
+        for i in range(len(ua)):
+            want = np.sort(np.round(np.asarray(ua["spike_times"][i]) * FS))
+            np.testing.assert_array_equal(np.round(np.asarray(ub["spike_times"][i]) * FS), want)
+        rows_a = np.asarray(ua["electrodes"].data[:])
+        rows_b = [list(ub["electrodes"][i].index) for i in range(len(ub))]
+        assert rows_b == [[r] for r in rows_a.tolist()]
