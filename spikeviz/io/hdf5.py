@@ -44,58 +44,50 @@ needs ``time_unit=`` (SpikeLab's exporter writes seconds for ragged/group, ms fo
 
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
-from natsort import natsorted
 
 from ..errors import InputError
 from ..model import Session, Sorting
-from ..model.ids import id_key
+from .hdf5_format import (
+    FORMAT_TAG,
+    NAMES,
+    SUFFIXES,
+    UNIT_IDS,
+    UNIT_TABLE,
+    as_text,
+    bin_edges_samples,
+    bins_for,
+    get_dataset,
+    positive_number,
+    read_values,
+    to_samples,
+)
+from .hdf5_layouts import (
+    choose_layout,
+    found_layouts,
+    read_group,
+    read_paired,
+    read_ragged,
+    read_raster,
+)
+
+# Public here: the entry points and the raster/time helpers; the format's names and
+# the writer's helpers live in hdf5_format.
+__all__ = ["FORMAT", "bin_edges_samples", "bins_for", "is_nwb", "read_session", "sniff",
+           "to_samples"]
 
 FORMAT = "hdf5"
-FORMAT_TAG = "spikeviz.spikes"
-FORMAT_VERSION = 1
-STYLES = ("raster", "ragged", "group", "paired")
-TIME_UNITS = ("s", "ms", "samples")
-SUFFIXES = (".h5", ".hdf5", ".hdf")
-# Dataset/group names, SpikeLab's defaults, and the keywords of SpikeLab's loader that rename them.
-NAMES = {"raster": "raster", "spike_times": "spike_times",
-         "spike_times_index": "spike_times_index", "group": "units", "idces": "idces",
-         "times": "times"}
+# The keywords of SpikeLab's loader that rename the datasets of NAMES.
 NAME_KEYWORDS = {"raster_dataset": "raster", "spike_times_dataset": "spike_times",
                  "spike_times_index_dataset": "spike_times_index", "group_per_unit": "group",
                  "idces_dataset": "idces", "times_dataset": "times"}
-UNIT_IDS, UNIT_TABLE = "unit_ids", "unit_table"
 RATE_ATTRS = ("fs_Hz", "sampling_frequency", "fs", "sampling_rate", "sample_rate",
               "samplerate", "fs_hz")
-BIN_ATTRS = ("bin_size_ms", "bin_ms", "raster_bin_size_ms")
-BLOCK = 1 << 22  # elements per block when converting or binning
-
-
-# -- shared with the writer ------------------------------------------------------------------
-def bin_edges_samples(num_bins: int, bin_ms: float, fs: float) -> np.ndarray:
-    """First sample of bins ``0..num_bins`` (int64): ``ceil(j * bin_ms * fs / 1000)``, with
-    products within 1e-9 (relative) of an integer taken as that integer."""
-    width = bin_ms * fs / 1000.0
-    edges = np.arange(num_bins + 1, dtype=np.float64) * width
-    nearest = np.rint(edges)
-    snap = np.abs(edges - nearest) <= 1e-9 * np.maximum(1.0, np.abs(edges))
-    return np.where(snap, nearest, np.ceil(edges)).astype(np.int64)
-
-
-def bins_for(num_samples: int, bin_ms: float, fs: float) -> int:
-    """Number of bins that cover samples ``0..num_samples-1``."""
-    if num_samples <= 0:
-        return 0
-    num = max(1, int(np.ceil(num_samples / (bin_ms * fs / 1000.0))))
-    while bin_edges_samples(num, bin_ms, fs)[-1] < num_samples:
-        num += 1
-    return num
 
 
 def is_nwb(f: h5py.File) -> bool:
@@ -111,162 +103,9 @@ def sniff(path: Path) -> bool:
         with h5py.File(path, "r") as f:
             if is_nwb(f):
                 return False
-            return _text(f.attrs.get("format")) == FORMAT_TAG or bool(_found_layouts(f, NAMES))
+            return as_text(f.attrs.get("format")) == FORMAT_TAG or bool(found_layouts(f, NAMES))
     except (OSError, ValueError):
         return False
-
-
-# -- small readers -----------------------------------------------------------------------------
-def _text(value):
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray) and value.size == 1:
-        return _text(value.reshape(-1)[0])
-    return value if isinstance(value, str) else None
-
-
-def _number(attrs, names, path, what):
-    for name in names:
-        if name in attrs:
-            value = np.asarray(attrs[name]).reshape(-1)
-            if value.size != 1 or value.dtype.kind not in "iuf" or not np.isfinite(value[0]) \
-                    or value[0] <= 0:
-                raise InputError(f"{what}: expected one positive number, got {value!r}",
-                                 path=path, field=name)
-            return float(value[0])
-    return None
-
-
-def _dataset(f, name, path, ndim=1) -> h5py.Dataset:
-    obj = f.get(name)
-    if not isinstance(obj, h5py.Dataset):
-        raise InputError(f"expected a {ndim}-D dataset {name!r}", path=path, field=name)
-    if obj.ndim != ndim:
-        raise InputError(f"expected a {ndim}-D dataset, got shape {obj.shape}", path=path,
-                         field=name)
-    return obj
-
-
-def _values(ds: h5py.Dataset, start=0, stop=None) -> np.ndarray:
-    if h5py.check_string_dtype(ds.dtype) is not None:
-        return np.asarray(ds.asstr()[start:stop], dtype=str)
-    if ds.dtype.kind not in "biuf":
-        raise InputError(f"unsupported dtype {ds.dtype}", path=ds.file.filename, field=ds.name)
-    return ds[start:stop]
-
-
-def _contents(f, limit=12) -> str:
-    """The first ``limit`` objects of the file, for error messages."""
-    items = []
-
-    def visit(name, obj):
-        items.append(f"{name} {obj.shape} {obj.dtype}" if isinstance(obj, h5py.Dataset)
-                     else f"{name}/")
-        return True if len(items) > limit else None  # a non-None return stops the walk
-
-    f.visititems(visit)
-    return "; ".join(items[:limit]) + ("; ..." if len(items) > limit else "") or "nothing"
-
-
-# -- layout ------------------------------------------------------------------------------------
-def _found_layouts(f, names) -> dict[str, dict]:
-    """Layouts whose datasets are present, each with the names to read it by."""
-    def dataset(name, ndim=None):
-        obj = f.get(name)
-        return isinstance(obj, h5py.Dataset) and (ndim is None or obj.ndim == ndim)
-
-    found = {}
-    if dataset(names["raster"], 2):
-        found["raster"] = dict(names)
-    if dataset(names["spike_times"]) and dataset(names["spike_times_index"]):
-        found["ragged"] = dict(names)
-    group = f.get(names["group"])
-    if isinstance(group, h5py.Group):
-        inner = {k: f"{names['group']}/{names[k]}" for k in ("spike_times", "spike_times_index")}
-        if dataset(inner["spike_times"]) and dataset(inner["spike_times_index"]):
-            found.setdefault("ragged", {**names, **inner, "nwb_like": True})
-        elif len(group):
-            found["group"] = dict(names)
-    if dataset(names["idces"]) and dataset(names["times"]):
-        found["paired"] = dict(names)
-    return found
-
-
-def _layout(f, path, style, names) -> tuple[str, dict]:
-    found = _found_layouts(f, names)
-    given = style or _text(f.attrs.get("style"))
-    if given is not None:
-        if given not in STYLES:
-            raise InputError(f"unknown style {given!r}; expected one of {', '.join(STYLES)}",
-                             path=path, field="style")
-        if given not in found:
-            need = {"raster": names["raster"] + " (2-D)",
-                    "ragged": f"{names['spike_times']} and {names['spike_times_index']}",
-                    "group": f"the group {names['group']}/ with one dataset per unit",
-                    "paired": f"{names['idces']} and {names['times']}"}[given]
-            raise InputError(f"style {given!r} needs {need}; the file holds: {_contents(f)}",
-                             path=path, field="style")
-        return given, found[given]
-    if len(found) == 1:
-        return next(iter(found.items()))
-    if not found:
-        raise InputError(f"no spike layout found (expected raster, spike_times + "
-                         f"spike_times_index, a units/ group or idces + times); the file "
-                         f"holds: {_contents(f)}", path=path, field="style")
-    raise InputError(f"ambiguous layout: the file matches {' and '.join(found)}; pass style= "
-                     f"one of them", path=path, field="style")
-
-
-def _time_unit(f, path, given, *where) -> str:
-    unit = given
-    for obj in where:
-        if unit is None and obj is not None:
-            unit = _text(obj.attrs.get("time_unit"))
-    if unit is None:
-        unit = _text(f.attrs.get("time_unit"))
-    if unit is None:
-        raise InputError("the file does not say the unit of its spike times; pass "
-                         "time_unit='s', 'ms' or 'samples' (SpikeLab's exporter writes seconds "
-                         "for ragged and group files, milliseconds for paired ones)",
-                         path=path, field="time_unit")
-    if unit not in TIME_UNITS:
-        raise InputError(f"unknown time unit {unit!r}; expected one of {', '.join(TIME_UNITS)}",
-                         path=path, field="time_unit")
-    return unit
-
-
-def to_samples(values: np.ndarray, unit: str, fs: float, start_ms: float, path, field):
-    """Spike times in ``unit`` → int64 samples counted from ``start_ms``."""
-    values = np.asarray(values)
-    if values.dtype.kind not in "iuf":
-        raise InputError(f"expected numeric spike times, got dtype {values.dtype}", path=path,
-                         field=field)
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        raise InputError("spike times must be finite (found NaN or inf)", path=path, field=field)
-    if unit == "samples":
-        if values.dtype.kind == "f" and (values != np.round(values)).any():
-            raise InputError("time_unit is 'samples' but the spike times are not whole numbers",
-                             path=path, field=field)
-        out = values.astype(np.int64)
-        if start_ms:
-            out -= round(start_ms * fs / 1000.0)
-    else:
-        times = values.astype(np.float64)
-        if start_ms:
-            times = times - (start_ms / 1000.0 if unit == "s" else start_ms)
-        out = np.rint(times * fs if unit == "s" else times * fs / 1000.0).astype(np.int64)
-    if out.size and int(out.min()) < 0:
-        raise InputError(f"a spike lies before the start of the recording (sample "
-                         f"{int(out.min())})", path=path, field=field)
-    return out
-
-
-def _read_times(ds, unit, fs, start_ms, path) -> np.ndarray:
-    out = np.empty(ds.shape[0], dtype=np.int64)
-    for lo in range(0, ds.shape[0], BLOCK):
-        hi = min(lo + BLOCK, ds.shape[0])
-        out[lo:hi] = to_samples(_values(ds, lo, hi), unit, fs, start_ms, path, ds.name)
-    return out
 
 
 # -- unit ids and table ------------------------------------------------------------------------
@@ -274,7 +113,7 @@ def _unit_ids(f, path, layout) -> np.ndarray | None:
     name = "units/id" if layout.get("nwb_like") else UNIT_IDS
     if name not in f:
         return None
-    ids = _values(_dataset(f, name, path))
+    ids = read_values(get_dataset(f, name, path))
     if ids.dtype.kind not in "iuU":
         raise InputError(f"unit ids must be integers or strings, got dtype {ids.dtype}",
                          path=path, field=name)
@@ -285,12 +124,12 @@ def _unit_table(f, path) -> pd.DataFrame | None:
     columns = {}
     group = f.get(UNIT_TABLE)
     if isinstance(group, h5py.Group):
-        order = [_text(c) for c in np.atleast_1d(group.attrs.get("columns", []))]
+        order = [as_text(c) for c in np.atleast_1d(group.attrs.get("columns", []))]
         names = [c for c in order if c in group] + sorted(k for k in group if k not in order)
         for name in names:
-            columns[name] = _values(_dataset(f, f"{UNIT_TABLE}/{name}", path))
+            columns[name] = read_values(get_dataset(f, f"{UNIT_TABLE}/{name}", path))
     if "label" not in columns and isinstance(f.get("labels"), h5py.Dataset):
-        columns["label"] = _values(_dataset(f, "labels", path))
+        columns["label"] = read_values(get_dataset(f, "labels", path))
         if columns["label"].dtype.kind != "U":
             raise InputError(f"expected label strings, got dtype {columns['label'].dtype}",
                              path=path, field="labels")
@@ -305,168 +144,6 @@ def _check_count(ids, num_units, path, field):
     if ids is not None and ids.size != num_units:
         raise InputError(f"the file lists {ids.size} unit ids but {field} holds {num_units} "
                          f"units", path=path, field=UNIT_IDS)
-
-
-# -- the four layouts --------------------------------------------------------------------------
-def _read_raster(f, path, names, fs, start_ms, bin_ms, num_samples):
-    ds = _dataset(f, names["raster"], path, ndim=2)
-    if ds.dtype.kind not in "biuf":
-        raise InputError(f"expected integer counts, got dtype {ds.dtype}", path=path,
-                         field=ds.name)
-    bin_ms = bin_ms or _number(ds.attrs, BIN_ATTRS, path, "bin width (ms)") or \
-        _number(f.attrs, BIN_ATTRS, path, "bin width (ms)")
-    if bin_ms is None:
-        raise InputError("the raster's bin width is not given (attribute bin_size_ms); pass "
-                         "bin_ms=", path=path, field=ds.name)
-    if bin_ms * fs / 1000.0 < 1:
-        raise InputError(f"bins of {bin_ms} ms are shorter than one sample at {fs:g} Hz",
-                         path=path, field="bin_size_ms")
-    num_units, num_bins = ds.shape
-    edges = bin_edges_samples(num_bins, bin_ms, fs)
-    if start_ms:
-        warnings.warn(f"{path}: start_time={start_ms} ms; bins are counted from it",
-                      stacklevel=4)
-    end = int(edges[-1]) if num_samples is None else min(num_samples, int(edges[-1]))
-    samples, units = [], []
-    step = max(1, BLOCK // max(1, num_units))
-    if ds.chunks:  # whole chunks per block: each is decompressed once
-        step = max(ds.chunks[1], step // ds.chunks[1] * ds.chunks[1])
-    for b0 in range(0, num_bins, step):
-        counts = ds[:, b0:b0 + step]
-        if counts.dtype.kind == "f" and not (np.isfinite(counts).all()
-                                             and (counts == np.round(counts)).all()):
-            raise InputError("raster counts must be whole numbers", path=path, field=ds.name)
-        if counts.size and counts.min() < 0:
-            raise InputError("raster counts must be >= 0", path=path, field=ds.name)
-        u, b = np.nonzero(counts)
-        n = counts[u, b].astype(np.int64)
-        b = b.astype(np.int64) + b0
-        lo, hi = edges[b], np.minimum(edges[b + 1], end)
-        if (hi <= lo).any():
-            raise InputError(f"spikes counted in bins after the end of the recording "
-                             f"({end} samples)", path=path, field=ds.name)
-        rank = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + 1  # 1..n in each bin
-        width, total = np.repeat(hi - lo, n), np.repeat(n, n)
-        samples.append(np.repeat(lo, n) + width * rank // (total + 1))
-        units.append(np.repeat(u.astype(np.int32), n))
-    if num_samples is None:
-        num_samples = end if num_bins else None
-    return _cat(samples, np.int64), _cat(units, np.int32), num_units, num_samples
-
-
-def _cat(parts, dtype):
-    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
-
-
-def _check_index(index, num_spikes, num_units, path, field) -> np.ndarray:
-    """Cumulative ends (length num_units) from either index convention, or InputError."""
-    if index.size and index.dtype.kind not in "iu":
-        raise InputError(f"expected integer indices, got dtype {index.dtype}", path=path,
-                         field=field)
-    index = index.astype(np.int64)
-    if index.size and index[0] < 0:
-        raise InputError(f"entries must be >= 0, found {index[0]} at position 0", path=path,
-                         field=field)
-    drops = np.flatnonzero(np.diff(index) < 0)
-    if drops.size:
-        i = int(drops[0]) + 1
-        raise InputError(f"must not decrease, but goes from {index[i - 1]} to {index[i]} at "
-                         f"position {i}", path=path, field=field)
-    last = int(index[-1]) if index.size else 0
-    if last > num_spikes:
-        raise InputError(f"points past the end: last value {last} but there are only "
-                         f"{num_spikes} spike times", path=path, field=field)
-    if last != num_spikes:
-        raise InputError(f"last value {last} should equal the number of spike times "
-                         f"({num_spikes}); the last {num_spikes - last} belong to no unit",
-                         path=path, field=field)
-    if num_units is None:  # SpikeLab's rule: a leading 0 followed by a non-zero entry
-        if index.size >= 2 and index[0] == 0 and last > 0:
-            warnings.warn(f"{path}: {field} starts with 0 and the file does not say how many "
-                          f"units it has: read as the leading-zero convention "
-                          f"({index.size - 1} units); pass num_units={index.size} if the "
-                          f"first unit has no spikes", stacklevel=5)
-            return index[1:]
-        return index
-    if index.size == num_units:
-        return index
-    if index.size == num_units + 1 and index[0] == 0:
-        return index[1:]
-    raise InputError(f"has {index.size} entries; for {num_units} units expected {num_units} "
-                     f"(cumulative ends) or {num_units + 1} starting with 0", path=path,
-                     field=field)
-
-
-def _read_ragged(f, path, names, fs, start_ms, time_unit, num_units):
-    times = _dataset(f, names["spike_times"], path)
-    index = _values(_dataset(f, names["spike_times_index"], path))
-    unit = _time_unit(f, path, time_unit or ("s" if names.get("nwb_like") and
-                                             "time_unit" not in f.attrs else None), times)
-    ends = _check_index(index, times.shape[0], num_units, path, names["spike_times_index"])
-    counts = np.diff(ends, prepend=0)
-    units = np.repeat(np.arange(counts.size, dtype=np.int32), counts)
-    return _read_times(times, unit, fs, start_ms, path), units, int(counts.size)
-
-
-def _read_group(f, path, names, fs, start_ms, time_unit, file_ids):
-    group = f[names["group"]]
-    members = natsorted(group.keys())
-    for name in members:
-        if not isinstance(group[name], h5py.Dataset) or group[name].ndim != 1:
-            raise InputError(f"expected one 1-D dataset of spike times per unit, found "
-                             f"{group[name]!r}", path=path, field=f"{group.name}/{name}")
-    keys = {}
-    for name in members:
-        uid = group[name].attrs.get("unit_id", name)
-        keys[str(id_key(_text(uid) if isinstance(uid, bytes) else uid))] = name
-    if len(keys) != len(members):
-        raise InputError(f"two datasets of {group.name}/ name the same unit (by name or "
-                         f"unit_id attribute)", path=path, field=group.name)
-    if file_ids is not None:
-        missing = [u for u in file_ids.tolist() if str(u) not in keys]
-        if missing or len(keys) != file_ids.size:
-            raise InputError(f"{UNIT_IDS} does not match the datasets of {group.name}/ "
-                             f"(unmatched ids: {missing[:5]})", path=path, field=UNIT_IDS)
-        ordered = [keys[str(u)] for u in file_ids.tolist()]
-        ids = file_ids
-    else:
-        ordered = list(keys.values())
-        labels = list(keys)
-        whole = all(re.fullmatch(r"0|-?[1-9][0-9]{0,17}", k) for k in labels)
-        ids = np.array([int(k) for k in labels], np.int64) if whole and labels else \
-            np.array(labels, dtype=str)
-    unit = _time_unit(f, path, time_unit, group)
-    trains = [_read_times(group[name], unit, fs, start_ms, path) for name in ordered]
-    counts = np.array([t.size for t in trains], dtype=np.int64)
-    units = np.repeat(np.arange(len(trains), dtype=np.int32), counts)
-    return _cat(trains, np.int64), units, ids
-
-
-def _read_paired(f, path, names, fs, start_ms, time_unit, file_ids):
-    idces = _dataset(f, names["idces"], path)
-    times = _dataset(f, names["times"], path)
-    if idces.shape != times.shape:
-        raise InputError(f"{names['idces']} has {idces.shape[0]} entries but {names['times']} "
-                         f"has {times.shape[0]}; paired arrays must have the same length",
-                         path=path, field=names["idces"])
-    unit = _time_unit(f, path, time_unit, times)
-    samples = _read_times(times, unit, fs, start_ms, path)
-    which = _values(idces)
-    if which.dtype.kind == "U":
-        if file_ids is not None and which.size and not np.isin(which, file_ids).all():
-            raise InputError(f"spikes carry unit ids not listed in {UNIT_IDS}", path=path,
-                             field=names["idces"])
-        return samples, which, None
-    if which.size and which.dtype.kind not in "iu":
-        raise InputError(f"expected integer unit indices, got dtype {which.dtype}", path=path,
-                         field=names["idces"])
-    num_units = file_ids.size if file_ids is not None else \
-        (int(which.max()) + 1 if which.size else 0)
-    if which.size and (int(which.min()) < 0 or int(which.max()) >= num_units):
-        raise InputError(f"unit indices must lie in [0, {num_units}), found "
-                         f"{int(which.min())}..{int(which.max())}", path=path,
-                         field=names["idces"])
-    return samples, which.astype(np.int32), num_units
 
 
 # -- entry point -------------------------------------------------------------------------------
@@ -496,10 +173,10 @@ def read_session(path, sampling_frequency: float | None = None, style: str | Non
     with f:
         if is_nwb(f):
             raise InputError("this is an NWB file; open it with the NWB reader", path=path)
-        style, layout = _layout(f, path, style, names)
+        style, layout = choose_layout(f, path, style, names)
         time_unit = time_unit or kw.get(unit_keyword.get(style, ""))
         try:
-            fs = _number(f.attrs, RATE_ATTRS, path, "sampling rate (Hz)")
+            fs = positive_number(f.attrs, RATE_ATTRS, path, "sampling rate (Hz)")
         except InputError:
             if sampling_frequency is None:
                 raise
@@ -517,17 +194,17 @@ def read_session(path, sampling_frequency: float | None = None, style: str | Non
         file_ids = _unit_ids(f, path, layout)
         ids = file_ids
         if style == "raster":
-            samples, units, count, num_samples = _read_raster(
+            samples, units, count, num_samples = read_raster(
                 f, path, layout, fs, start_ms, bin_ms, num_samples)
             _check_count(file_ids, count, path, layout["raster"])
         elif style == "ragged":
             known = file_ids.size if file_ids is not None else num_units
-            samples, units, count = _read_ragged(f, path, layout, fs, start_ms, time_unit, known)
+            samples, units, count = read_ragged(f, path, layout, fs, start_ms, time_unit, known)
         elif style == "group":
-            samples, units, ids = _read_group(f, path, layout, fs, start_ms, time_unit, file_ids)
+            samples, units, ids = read_group(f, path, layout, fs, start_ms, time_unit, file_ids)
             count = ids.size
         else:
-            samples, units, count = _read_paired(f, path, layout, fs, start_ms, time_unit,
+            samples, units, count = read_paired(f, path, layout, fs, start_ms, time_unit,
                                                  file_ids)
         if ids is None and count is not None:
             ids = np.arange(count, dtype=np.int64)

@@ -32,7 +32,7 @@ from ..atomic import atomic_file
 from ..errors import InputError
 from ..model import Session, Sorting
 from . import _results
-from .hdf5 import (
+from .hdf5_format import (
     BLOCK,
     FORMAT_TAG,
     FORMAT_VERSION,
@@ -44,6 +44,9 @@ from .hdf5 import (
     UNIT_TABLE,
     bin_edges_samples,
     bins_for,
+    check_choice,
+    from_samples,
+    time_dtype,
 )
 
 CHUNK = 1 << 18  # elements per chunk of 1-D datasets
@@ -70,19 +73,6 @@ def _create(parent, name, shape, dtype, storage, chunks):
     if storage and all(shape):
         return parent.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, **storage)
     return parent.create_dataset(name, shape=shape, dtype=dtype)
-
-
-def _times(samples: np.ndarray, time_unit: str, fs: float) -> np.ndarray:
-    """int64 samples → the stored times: seconds or ms as float64, samples as int64."""
-    if time_unit == "s":
-        return samples / fs
-    if time_unit == "ms":
-        return samples * 1000.0 / fs
-    return np.asarray(samples, dtype=np.int64)
-
-
-def _time_dtype(time_unit: str):
-    return np.int64 if time_unit == "samples" else np.float64
 
 
 def _column(values: pd.Series):
@@ -136,14 +126,14 @@ def _group_names(unit_ids: np.ndarray) -> list[str]:
 def _write_ragged(f, sorting, time_unit, storage, report):
     fs, n = sorting.sampling_frequency, sorting.num_spikes
     counts = sorting.spike_counts().to_numpy(dtype=np.int64)
-    times = _create(f, NAMES["spike_times"], (n,), _time_dtype(time_unit), storage,
+    times = _create(f, NAMES["spike_times"], (n,), time_dtype(time_unit), storage,
                     (min(n, CHUNK),))
     times.attrs["time_unit"] = time_unit
     position = 0
     for i, unit_id in enumerate(sorting.unit_ids):  # one slice per unit, not per spike
         train = sorting.spike_train(unit_id)
         if train.size:
-            times[position:position + train.size] = _times(train, time_unit, fs)
+            times[position:position + train.size] = from_samples(train, time_unit, fs)
             position += train.size
             report("hdf5: spike times", position / max(n, 1))
         elif i % 256 == 0:
@@ -160,10 +150,10 @@ def _write_group(f, sorting, time_unit, storage, report):
     ids = sorting.unit_ids
     for i, (unit_id, name) in enumerate(zip(ids, _group_names(ids), strict=True)):
         train = sorting.spike_train(unit_id)
-        ds = _create(group, name, train.shape, _time_dtype(time_unit), storage,
+        ds = _create(group, name, train.shape, time_dtype(time_unit), storage,
                      (min(train.size, CHUNK),))
         if train.size:
-            ds[...] = _times(train, time_unit, fs)
+            ds[...] = from_samples(train, time_unit, fs)
         ds.attrs["unit_id"] = unit_id.item() if hasattr(unit_id, "item") else unit_id
         report("hdf5: units", (i + 1) / ids.size)
 
@@ -171,12 +161,12 @@ def _write_group(f, sorting, time_unit, storage, report):
 def _write_paired(f, sorting, time_unit, storage, report):
     fs, n = sorting.sampling_frequency, sorting.num_spikes
     idces = _create(f, NAMES["idces"], (n,), np.int32, storage, (min(n, CHUNK),))
-    times = _create(f, NAMES["times"], (n,), _time_dtype(time_unit), storage, (min(n, CHUNK),))
+    times = _create(f, NAMES["times"], (n,), time_dtype(time_unit), storage, (min(n, CHUNK),))
     times.attrs["time_unit"] = time_unit
     for lo in range(0, n, BLOCK):
         hi = min(lo + BLOCK, n)
         idces[lo:hi] = sorting.unit_index[lo:hi]
-        times[lo:hi] = _times(sorting.sample_index[lo:hi], time_unit, fs)
+        times[lo:hi] = from_samples(sorting.sample_index[lo:hi], time_unit, fs)
         report("hdf5: spikes", hi / n)
 
 
@@ -220,7 +210,9 @@ def write_hdf5(session_or_sorting, path, style: str = "ragged", time_unit: str =
     (float64 seconds, default), ``ms`` (float64) or ``samples`` (int64); rasters store counts
     per bin of ``bin_ms`` milliseconds (at least one sample wide) instead. ``compute``: include
     quality metrics the session can compute, not only those already available (see
-    :mod:`spikeviz.io._results`). ``progress(step, fraction)`` is called as blocks are written.
+    :mod:`spikeviz.io._results`). ``progress(step, fraction)`` is called as blocks are written,
+    last as ``("hdf5", 1.0)`` once the file is complete and closed but before it is renamed into
+    place (so an exception raised by ``progress`` leaves no file).
     ``compression``: ``gzip`` (level 4), ``lzf``, a gzip level 0-9, or None. Refuses an existing
     ``path`` unless ``overwrite``; atomic. Returns ``path``.
     """
@@ -236,12 +228,8 @@ def write_hdf5(session_or_sorting, path, style: str = "ragged", time_unit: str =
     fs = sorting.sampling_frequency
     if path.suffix.lower() not in SUFFIXES:
         raise InputError(f"an HDF5 spike file must end in {' or '.join(SUFFIXES)}", path=path)
-    if style not in STYLES:
-        raise InputError(f"unknown style {style!r}; expected one of {', '.join(STYLES)}",
-                         field="style")
-    if time_unit not in TIME_UNITS:
-        raise InputError(f"unknown time unit {time_unit!r}; expected one of "
-                         f"{', '.join(TIME_UNITS)}", field="time_unit")
+    check_choice(style, STYLES, "style", "style")
+    check_choice(time_unit, TIME_UNITS, "time unit", "time_unit")
     if style == "raster" and not (isinstance(bin_ms, numbers.Real) and math.isfinite(bin_ms)
                                   and bin_ms * fs / 1000.0 >= 1):
         raise InputError(f"bin_ms must be a number of ms covering at least one sample "
@@ -253,30 +241,32 @@ def write_hdf5(session_or_sorting, path, style: str = "ragged", time_unit: str =
     num_samples = sorting.num_samples if sorting.num_samples is not None else last
     report = progress or (lambda step, fraction: None)
 
-    with atomic_file(path, overwrite=overwrite, suffix=path.suffix) as tmp, \
-            h5py.File(tmp, "w", rdcc_nbytes=32 << 20, rdcc_w0=1.0) as f:
-        report("hdf5", 0.0)
-        attrs = {"format": FORMAT_TAG, "format_version": FORMAT_VERSION, "style": style,
-                 "fs_Hz": float(fs), "length_ms": num_samples * 1000.0 / fs,
-                 "start_time": 0.0, "num_units": sorting.num_units,
-                 "num_spikes": sorting.num_spikes}
-        if style != "raster":
-            attrs["time_unit"] = time_unit
-        if sorting.num_samples is not None:
-            attrs["num_samples"] = np.int64(sorting.num_samples)
-        f.attrs.update(attrs)
-        f.create_dataset(UNIT_IDS, data=ids, dtype=ids_dtype)
-        table = f.create_group(UNIT_TABLE, track_order=True)
-        table.attrs["columns"] = np.array(list(columns), dtype=h5py.string_dtype())
-        for name, (values, dtype) in columns.items():
-            table.create_dataset(name, data=values, dtype=dtype)
-        if style == "raster":
-            _write_raster(f, sorting, float(bin_ms), num_samples, storage, report)
-        elif style == "ragged":
-            _write_ragged(f, sorting, time_unit, storage, report)
-        elif style == "group":
-            _write_group(f, sorting, time_unit, storage, report)
-        else:
-            _write_paired(f, sorting, time_unit, storage, report)
+    with atomic_file(path, overwrite=overwrite, suffix=path.suffix) as tmp:
+        with h5py.File(tmp, "w", rdcc_nbytes=32 << 20, rdcc_w0=1.0) as f:
+            report("hdf5", 0.0)
+            attrs = {"format": FORMAT_TAG, "format_version": FORMAT_VERSION, "style": style,
+                     "fs_Hz": float(fs), "length_ms": num_samples * 1000.0 / fs,
+                     "start_time": 0.0, "num_units": sorting.num_units,
+                     "num_spikes": sorting.num_spikes}
+            if style != "raster":
+                attrs["time_unit"] = time_unit
+            if sorting.num_samples is not None:
+                attrs["num_samples"] = np.int64(sorting.num_samples)
+            f.attrs.update(attrs)
+            f.create_dataset(UNIT_IDS, data=ids, dtype=ids_dtype)
+            table = f.create_group(UNIT_TABLE, track_order=True)
+            table.attrs["columns"] = np.array(list(columns), dtype=h5py.string_dtype())
+            for name, (values, dtype) in columns.items():
+                table.create_dataset(name, data=values, dtype=dtype)
+            if style == "raster":
+                _write_raster(f, sorting, float(bin_ms), num_samples, storage, report)
+            elif style == "ragged":
+                _write_ragged(f, sorting, time_unit, storage, report)
+            elif style == "group":
+                _write_group(f, sorting, time_unit, storage, report)
+            else:
+                _write_paired(f, sorting, time_unit, storage, report)
+        # the file is complete and closed; only the rename is left. Reporting 1.0 here means
+        # an exception from the callback still leaves nothing behind.
         report("hdf5", 1.0)
     return path

@@ -5,6 +5,7 @@ discipline (atomic, no overwrite, nothing left behind)."""
 from __future__ import annotations
 
 import os
+import shutil
 
 import h5py
 import numpy as np
@@ -454,11 +455,46 @@ def test_error_mid_write_leaves_nothing(tmp_path, string_ids, style):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_progress_is_reported(tmp_path, string_ids):
-    calls = []
-    write_hdf5(string_ids, tmp_path / "s.h5", progress=lambda s, x: calls.append((s, x)))
-    assert calls[0][1] == 0.0 and calls[-1][1] == 1.0
+@pytest.mark.parametrize("empty", [False, True], ids=["spikes", "empty"])
+@pytest.mark.parametrize("style", [*STYLES, "raster"])
+def test_progress_ends_at_one_before_the_rename(tmp_path, string_ids, style, empty):
+    """The last report is ("hdf5", 1.0), made when the temporary file is complete on disk (a
+    copy of its bytes reads back) but not yet renamed; failing there leaves nothing behind."""
+    sorting = sv.Sorting.from_arrays([], [], FS, unit_ids=np.array(["a"])) if empty \
+        else string_ids
+    folder = tmp_path / "ok"
+    folder.mkdir()
+    path = folder / "s.h5"
+    calls, at_end = [], []
+
+    def record(step, fraction):
+        calls.append((step, fraction))
+        if fraction == 1.0 and step == "hdf5":
+            (tmp,) = [p for p in folder.iterdir()]  # the temporary file, nothing else
+            copy = shutil.copy(tmp, tmp_path / "copy.h5")  # its bytes on disk, not h5py's cache
+            at_end.append((path.exists(), hdf5.read_session(copy).sorting))
+
+    write_hdf5(sorting, path, style=style, progress=record)
+    assert calls[0] == ("hdf5", 0.0) and calls[-1] == ("hdf5", 1.0)
     assert all(0.0 <= x <= 1.0 for _, x in calls)
+    assert len(at_end) == 1
+    existed, complete = at_end[0]
+    assert not existed
+    final = hdf5.read_session(path).sorting
+    assert_same_sorting(complete, final)
+    if style != "raster":  # rasters are lossy in time
+        assert_same_sorting(final, sorting)
+
+    folder = tmp_path / "fail"
+    folder.mkdir()
+
+    def fail_at_the_end(step, fraction):
+        if (step, fraction) == ("hdf5", 1.0):
+            raise KeyboardInterrupt  # not an Exception: cleanup must not depend on that
+
+    with pytest.raises(KeyboardInterrupt):
+        write_hdf5(sorting, folder / "s.h5", style=style, progress=fail_at_the_end)
+    assert list(folder.iterdir()) == []
 
 
 @pytest.mark.parametrize("kwargs, message", [
