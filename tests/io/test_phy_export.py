@@ -3,8 +3,10 @@ and read back with spikeviz's own Phy reader."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +16,16 @@ import pytest
 import spikeviz as sv
 from spikeviz import datasets
 from spikeviz.errors import InputError
-from spikeviz.io import phy_export
+from spikeviz.io import phy_raw
 from spikeviz.io.phy import parse_params, read_session
 from spikeviz.io.phy_export import write_phy
+from spikeviz.io.phy_write import write_phy_folder
 from spikeviz.model import Session, Sorting
 from tests.conftest import shared_path
 
 phylib_model = pytest.importorskip("phylib.io.model")
+
+STAGES = ("spikes", "templates", "channels", "pc_features", "tables")
 
 
 def load_model(folder):
@@ -217,10 +222,15 @@ def test_our_reader_reads_it_back(computed):
     np.testing.assert_array_equal(back.recording.traces(0, 500), session.recording.traces(0, 500))
 
 
-def test_progress_is_reported(computed):
+def test_progress_covers_the_whole_export(computed):
     _, _, calls = computed
-    assert calls and all(0 < f <= 1 for _, f in calls)
-    assert ("pc_features", 1.0) in calls
+    assert calls[0] == ("phy", 0.0) and calls[-1] == ("phy", 1.0)
+    assert all(0 <= f <= 1 for _, f in calls)
+    steps = [step for step, _ in calls[1:-1]]
+    assert [step for step, _ in itertools.groupby(steps)] == list(STAGES)  # in order, once
+    for stage in STAGES:
+        fractions = [f for step, f in calls if step == stage]
+        assert 0 < fractions[0] and fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
 def test_reexport_carries_kilosort_files_over(computed, tmp_path):
@@ -292,7 +302,7 @@ def test_copy_raw_of_a_non_binary_recording(tmp_path):
     with pytest.warns(UserWarning, match="zero templates"):
         out = write_phy(session, tmp_path / "copied", raw="copy",
                         progress=lambda step, f: calls.append((step, f)))
-    assert calls[-1] == ("raw", 1.0)
+    assert calls[-2:] == [("raw", 1.0), ("phy", 1.0)]
     params = parse_params(out / "params.py")
     assert params["dat_path"] == "recording.dat" and params["dtype"] == "int16"
     model = load_model(out)
@@ -372,7 +382,7 @@ def test_failure_while_writing_leaves_nothing(computed, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(phy_export, "_copy_raw", broken)
+    monkeypatch.setattr(phy_raw, "copy_raw", broken)
     with pytest.raises(InputError, match="No space left"):
         write_phy(session, tmp_path / "phy", raw="copy")
     assert list(tmp_path.iterdir()) == []
@@ -449,3 +459,104 @@ def test_destination_that_is_a_file_is_refused(computed, tmp_path):
     with pytest.raises(InputError, match="not a folder"):
         write_phy(session, tmp_path / "phy", overwrite=True)
     assert (tmp_path / "phy").read_text() == "keep me"
+
+
+# -- progress: from ("phy", 0.0) before any file to ("phy", 1.0) before the rename -------------
+@pytest.fixture(scope="module")
+def small():
+    """A small session (40 channels: sparse templates) with everything computed, and the
+    progress calls of its export with a copied raw."""
+    session = datasets.generate(duration_s=2.0, num_channels=40, num_units=4, seed=7).session()
+    calls = []
+    with tempfile.TemporaryDirectory() as tmp:
+        write_phy(session, Path(tmp) / "phy", raw="copy", compute=True,
+                  progress=lambda step, f: calls.append((step, f)))
+    return session, calls
+
+
+def snapshot(folder: Path) -> dict:
+    """Every entry below ``folder``; files with their size and modification time."""
+    return {str(p.relative_to(folder)):
+            "folder" if p.is_dir() else (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+def stop_at(k: int):
+    count = itertools.count()
+
+    def progress(step, fraction):
+        if next(count) == k:
+            raise RuntimeError(f"stop at {k} ({step}, {fraction})")
+    return progress
+
+
+def test_progress_starts_before_any_file_and_ends_before_the_rename(small, tmp_path):
+    session, calls = small
+    assert calls[0] == ("phy", 0.0) and calls[-2:] == [("raw", 1.0), ("phy", 1.0)]
+    assert [s for s, _ in itertools.groupby(s for s, _ in calls)] == ["phy", *STAGES, "raw",
+                                                                      "phy"]
+    seen = {}
+
+    def look(step, fraction):
+        if step == "phy":
+            seen[fraction] = sorted(p.name for p in tmp_path.iterdir())
+    write_phy(session, tmp_path / "phy", raw="copy", compute=True, progress=look)
+    assert seen[0.0] == []
+    (temporary,) = seen[1.0]
+    assert temporary.startswith(".phy.")  # all written, under the temporary name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["phy"]
+
+
+def test_an_exception_from_progress_at_any_call_leaves_nothing(small, tmp_path):
+    """New destination: nothing afterwards. Existing folder with overwrite=True: its old
+    content untouched."""
+    session, calls = small
+    old = write_phy(session, tmp_path / "old", raw=None, pc_features=False)
+    (old / ".phy").mkdir()
+    (old / ".phy" / "cache.pkl").write_bytes(b"stale")
+    before = snapshot(tmp_path)
+    for k in range(len(calls)):
+        for destination, overwrite in ((tmp_path / "new", False), (old, True)):
+            with pytest.raises(RuntimeError, match=f"stop at {k} "):
+                write_phy(session, destination, overwrite=overwrite, raw="copy", compute=True,
+                          progress=stop_at(k))
+            assert snapshot(tmp_path) == before, (calls[k], destination.name)
+    write_phy(session, old, overwrite=True, raw="copy", compute=True)  # fully replaced
+    assert not (old / ".phy").exists() and (old / "pc_features.npy").is_file()
+    assert parse_params(old / "params.py")["dat_path"] == "recording.dat"
+
+
+def test_write_phy_folder_progress_and_exceptions(tmp_path):
+    """Into an existing folder (beside its raw file) every file is written under a temporary
+    name and renamed only at the end: an exception from progress leaves the folder as it was,
+    stale files and all."""
+    times, clusters = np.array([3, 8, 8, 20, 41]), np.array([0, 2, 0, 2, 2])
+    args = {"templates": np.ones((3, 6, 4)), "cluster_groups": {0: "good", 2: "mua"},
+            "params": {"dat_path": "raw.dat", "n_channels_dat": 4},
+            "pc_features": np.ones((5, 3, 2)), "pc_feature_ind": np.tile([0, 1], (3, 1)),
+            "cluster_tables": pd.DataFrame({"snr": [4.5, 2.0]}, index=[0, 2])}
+    calls = []
+    write_phy_folder(tmp_path / "new", times, clusters, 30000.0,
+                     progress=lambda step, f: calls.append((step, f)), **args)
+    assert calls[0] == ("phy", 0.0) and calls[-1] == ("phy", 1.0)
+    assert [s for s, _ in itertools.groupby(s for s, _ in calls)] == ["phy", *STAGES, "phy"]
+    assert calls[-2] == ("tables", 1.0)
+
+    folder = tmp_path / "ks"
+    folder.mkdir()
+    (folder / "raw.dat").write_bytes(b"\0" * 160)
+    write_phy_folder(folder, times[:2], clusters[:2], 30000.0, templates=np.ones((3, 6, 4)),
+                     params={"dat_path": "raw.dat", "n_channels_dat": 4})
+    (folder / "cluster_old.tsv").write_text("cluster_id\told\n0\t1\n")
+    (folder / ".phy").mkdir()
+    before = snapshot(tmp_path)
+    for k in range(len(calls)):
+        for destination, overwrite in ((tmp_path / "fresh", False), (folder, True)):
+            with pytest.raises(RuntimeError, match=f"stop at {k} "):
+                write_phy_folder(destination, times, clusters, 30000.0, overwrite=overwrite,
+                                 progress=stop_at(k), **args)
+            assert snapshot(tmp_path) == before, (calls[k], destination.name)
+    write_phy_folder(folder, times, clusters, 30000.0, overwrite=True, **args)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["raw.dat", *(name for name in os.listdir(tmp_path / "new"))])
+    np.testing.assert_array_equal(np.load(folder / "spike_clusters.npy"), clusters)
