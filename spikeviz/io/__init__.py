@@ -19,8 +19,15 @@ from types import ModuleType
 from ..errors import InputError
 from ..model import Recording, Session
 
-# Tried in this order by ``load``; the first whose sniff() accepts the path reads it.
-READERS = ("phy", "npz", "spikeglx", "binary")
+# Tried in this order by ``load``; the first whose sniff() accepts the path reads it. NWB files
+# are HDF5 files too: "nwb" comes before "hdf5". "spikeinterface" (SpikeGLX/Open Ephys folders,
+# Intan files, SpikeInterface-saved folders, opened through the optional SpikeInterface) comes
+# last: KiloSort folders often sit beside the raw files it would claim.
+READERS = ("phy", "nwb", "hdf5", "npz", "spikeglx", "binary", "spikeinterface")
+
+
+# Module names that differ from the format name (``spikeinterface_`` would shadow the package).
+_MODULES = {"spikeinterface": "spikeinterface_"}
 
 
 def reader(name: str) -> ModuleType:
@@ -28,7 +35,7 @@ def reader(name: str) -> ModuleType:
     if name not in READERS:
         raise InputError(f"unknown format {name!r}; known formats: {', '.join(READERS)}",
                          field="format")
-    return importlib.import_module(f"{__name__}.{name}")
+    return importlib.import_module(f"{__name__}.{_MODULES.get(name, name)}")
 
 
 def detect_format(path: str | Path) -> str:
@@ -42,9 +49,10 @@ def detect_format(path: str | Path) -> str:
     if path.suffix == ".meta":
         raise InputError("a SpikeGLX .meta without its .bin beside it (expected "
                          f"{path.with_suffix('.bin').name})", path=path)
-    raise InputError("not a format spikeviz reads (expected a Phy/KiloSort folder, a "
-                     "SpikeInterface .npz sorting, a SpikeGLX .bin/.meta pair or a raw "
-                     ".dat/.bin/.raw file)", path=path)
+    raise InputError("not a format spikeviz reads (expected a Phy/KiloSort folder, an NWB "
+                     "file, an HDF5 spike file, a SpikeInterface .npz sorting, a SpikeGLX "
+                     ".bin/.meta pair, a raw .dat/.bin/.raw file or, through SpikeInterface, a "
+                     "SpikeGLX/Open Ephys folder or an Intan file)", path=path)
 
 
 def read_recording(path: str | Path, format: str | None = None, **kwargs) -> Recording:
