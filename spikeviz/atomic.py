@@ -21,7 +21,7 @@ def _umask() -> int:
     return mask
 
 
-def _check_target(path: Path, overwrite: bool) -> None:
+def check_target(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise InputError("already exists; pass overwrite=True (--overwrite) to replace it",
                          path=path)
@@ -38,7 +38,7 @@ def atomic_file(path: str | Path, overwrite: bool = False, suffix: str = "") -> 
     ``suffix`` is kept on the temporary name for writers that insist on one (``np.savez``).
     """
     path = Path(path)
-    _check_target(path, overwrite)
+    check_target(path, overwrite)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -54,7 +54,7 @@ def atomic_file(path: str | Path, overwrite: bool = False, suffix: str = "") -> 
 def atomic_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder to fill; on success it takes the place of ``path``."""
     path = Path(path)
-    _check_target(path, overwrite)
+    check_target(path, overwrite)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp

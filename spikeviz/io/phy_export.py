@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import _check_target
+from ..atomic import check_target
 from ..errors import InputError
 from ..model import Session
 from . import phy_raw
@@ -127,7 +127,7 @@ def write_phy(session: Session, folder: str | Path, overwrite: bool = False, raw
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError("exists and is not a folder", path=folder)
-    _check_target(folder, overwrite)  # atomic_folder's own checks, before any planning
+    check_target(folder, overwrite)  # atomic_folder's own checks, before any planning
     sorting = session.sorting
     if sorting.num_spikes == 0:
         raise InputError("the sorting has no spikes; phy cannot open a folder without spikes",
