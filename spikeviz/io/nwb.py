@@ -4,7 +4,8 @@ What is read:
 
 - a **Units** table (``nwbfile.units`` or one in a processing module; ``units_name`` picks one)
   → the Sorting: spike times, ids (``unit_name`` when present — int64 when every name is a
-  canonical integer such as "12", as SpikeInterface writes integer ids — else ``id``), every
+  canonical integer such as "12", as SpikeInterface writes integer ids, unless the column's
+  description carries spikeviz's string-ids mark — else ``id``), every
   other column as a unit-table column (see :func:`spikeviz.io.nwb_read_tables.unit_table`:
   ``electrodes`` → per unit an array of channel ids, ``electrode_group`` → its name,
   ``obs_intervals`` → ``obs_intervals_s``, per unit (k, 2) seconds), a normalised ``label``

@@ -5,17 +5,18 @@ What is written:
 
 - NWBFile metadata and Subject from a neuroconv-shaped dict (see :mod:`.nwb_write_metadata`
   for the fields and the policy on missing / naive times).
-- When the session knows its channels: a device (``Ecephys.Device``, default
-  ``DeviceEcephys``), one electrode group per channel group (``Recording.channel_groups``,
-  named ``str(group)``; one group ``ElectrodeGroup`` when there are none; descriptions and
-  brain locations from ``Ecephys.ElectrodeGroup``, ``location`` "unknown" otherwise) and the
-  electrodes table: ``location``, ``group``, ``group_name``, ``channel_name`` (the channel id
-  as a string) and ``rel_x`` / ``rel_y``: the contact position on the probe in µm, as
-  SpikeInterface/neuroconv write it (the brain coordinates ``x``/``y``/``z`` are not known and
-  not written).
+- When the session knows its channels: devices, electrode groups and the electrodes table
+  (:mod:`.nwb_write_electrodes`: ``location``, ``group``, ``group_name``, ``channel_name``
+  (the channel id as a string), ``rel_x`` / ``rel_y`` (the contact position on the probe in
+  µm, as SpikeInterface/neuroconv write it); a session read from NWB also gets its source
+  file's electrode groups, locations and other electrode columns back).
 - The Units table (:mod:`.nwb_write_units`): spike times in seconds, ids, labels (``quality``),
-  metrics and properties as described columns, waveforms in volts when templates are
-  available (:func:`spikeviz.io._results.templates`; ``compute=True`` computes them).
+  ``obs_intervals`` and ``electrodes`` (from the unit table's ``obs_intervals_s`` /
+  ``electrodes`` when present, as the NWB reader gives them), metrics and properties as
+  described columns, and ``waveform_mean`` / ``waveform_sd`` in volts from templates: those
+  :func:`spikeviz.io._results.templates` gives (``compute=True`` computes them), else those
+  read from the source NWB file (``results["nwb_templates"]``), provided they cover every
+  unit on the session's channels (else a warning says why they are left out).
 - With ``include_recording=True``: the traces as an ``ElectricalSeries`` in acquisition,
   written chunk by chunk, compressed (:mod:`.nwb_write_recording`).
 
@@ -35,12 +36,7 @@ import pandas as pd
 from ..atomic import atomic_file
 from ..errors import InputError
 from ..model import Session
-from .nwb_write_metadata import (
-    DEFAULT_DEVICE,
-    DEFAULT_GROUP,
-    load_metadata,
-    validate_metadata,
-)
+from .nwb_write_metadata import load_metadata, validate_metadata
 
 __all__ = ["load_metadata", "validate_metadata", "write_nwb"]
 
@@ -74,11 +70,25 @@ def write_nwb(session: Session, path: str | Path, metadata: dict | None = None,
 
         check_recording(session.recording)
 
-    # Everything that can fail on the data is decided before the file is created.
+    plan = _plan(session, meta, compute)  # everything that can fail, before any file exists
+    if progress is not None:
+        progress("nwb", 0.0)
+    try:
+        _write_file(session, path, overwrite, meta, plan, include_recording, data_io,
+                    chunk_mb, progress)
+    except OSError as err:
+        raise InputError(f"could not write the NWB file: {err}", path=path) from err
+    return path
+
+
+def _plan(session: Session, meta: dict, compute: bool) -> dict:
+    """What goes into the file, decided (and validated) from the session."""
     from ._results import templates as templates_of
     from ._results import unit_columns
-    from .nwb_write_units import obs_intervals, unit_electrodes
+    from .nwb_write_electrodes import channel_groups, source_electrodes
+    from .nwb_write_units import obs_intervals, unit_electrodes, unit_groups
 
+    sorting = session.sorting
     table = unit_columns(session, compute)
     channel_ids = _channel_ids(session)
     templates = None
@@ -87,41 +97,36 @@ def write_nwb(session: Session, path: str | Path, metadata: dict | None = None,
         if templates is None:  # none computed: those the source NWB file held, if any
             templates = session.results.get("nwb_templates")
     templates, template_rows = _aligned_templates(session, templates, channel_ids)
-    groups = _channel_groups(session, channel_ids, meta["Ecephys"])
-    sorting = session.sorting
-    units_extra = {"intervals": obs_intervals(table, sorting.num_samples,
-                                              sorting.sampling_frequency)}
+    source = source_electrodes(session, channel_ids)
     electrodes = unit_electrodes(table, channel_ids)
-    if template_rows is not None:
+    if template_rows is not None:  # the waveforms' channels are the units' electrodes
         _warn_replaced_electrodes(electrodes, template_rows, sorting.num_units)
         electrodes = None
-    units_extra["electrodes"] = electrodes
-
-    if progress is not None:
-        progress("nwb", 0.0)
-    try:
-        _write_file(session, path, overwrite, meta, channel_ids, groups, table, templates,
-                    template_rows, units_extra, include_recording, data_io, chunk_mb, progress)
-    except OSError as err:
-        raise InputError(f"could not write the NWB file: {err}", path=path) from err
-    return path
+    groups = channel_groups(session, channel_ids, meta["Ecephys"], source)
+    return {"table": table, "channel_ids": channel_ids, "source": source, "groups": groups,
+            "unit_groups": unit_groups(table, groups),
+            "templates": templates, "template_rows": template_rows, "electrodes": electrodes,
+            "intervals": obs_intervals(table, sorting.num_samples, sorting.sampling_frequency)}
 
 
-def _write_file(session, path, overwrite, meta, channel_ids, groups, table, templates,
-                template_rows, units_extra, include_recording, data_io, chunk_mb,
+def _write_file(session, path, overwrite, meta, plan, include_recording, data_io, chunk_mb,
                 progress) -> None:
-    recording = session.recording
+    from .nwb_write_electrodes import build_electrodes
+    from .nwb_write_units import build_units
+
+    recording, channel_ids = session.recording, plan["channel_ids"]
     with atomic_file(path, overwrite=overwrite, suffix=".nwb") as tmp:
         nwbfile = _nwbfile(meta)
         electrodes = None
         if channel_ids is not None:
-            electrodes = _electrodes(nwbfile, session, channel_ids, groups, meta["Ecephys"],
-                                     include_recording)
-        from .nwb_write_units import build_units
-
+            electrodes = build_electrodes(nwbfile, session, channel_ids, plan["groups"],
+                                          meta["Ecephys"], include_recording, plan["source"])
         nwbfile.units = build_units(
-            session.sorting, table, data_io, templates=templates, electrode_rows=template_rows,
-            electrodes_table=electrodes, format_name=session.format, **units_extra)
+            session.sorting, plan["table"], data_io, templates=plan["templates"],
+            electrode_rows=plan["template_rows"], electrodes_table=electrodes,
+            format_name=session.format, intervals=plan["intervals"],
+            electrodes=plan["electrodes"], groups=plan["unit_groups"],
+            group_objects=nwbfile.electrode_groups)
         if include_recording:
             from hdmf.common import DynamicTableRegion
 
@@ -238,24 +243,6 @@ def _warn_replaced_electrodes(electrodes, template_rows, num_units: int) -> None
                       "of waveform_mean (NWB ties the two together)", UserWarning, stacklevel=3)
 
 
-def _channel_groups(session: Session, channel_ids, ecephys: dict) -> list[str] | None:
-    """Electrode-group name of every channel (validated against the metadata)."""
-    if channel_ids is None:
-        return None
-    recording = session.recording
-    given = [g["name"] for g in ecephys["ElectrodeGroup"]]
-    if recording is None or recording.channel_groups is None:
-        name = given[0] if len(given) == 1 else DEFAULT_GROUP
-        names = [name] * len(channel_ids)
-    else:
-        names = [str(g) for g in recording.channel_groups.tolist()]
-    unknown = [g for g in given if g not in set(names)]
-    if unknown:
-        raise InputError(f"electrode group(s) {unknown} match no channel group; the channels' "
-                         f"groups are {sorted(set(names))}", field="Ecephys.ElectrodeGroup")
-    return names
-
-
 # -- building --------------------------------------------------------------------------------
 def _nwbfile(meta: dict):
     from pynwb import NWBFile
@@ -265,78 +252,6 @@ def _nwbfile(meta: dict):
     if meta["Subject"]:
         nwbfile.subject = Subject(**meta["Subject"])
     return nwbfile
-
-
-def _devices(nwbfile, ecephys: dict) -> dict:
-    devices = ecephys["Device"] or [{
-        "name": DEFAULT_DEVICE,
-        "description": "Extracellular recording probe (not described in the export metadata)."}]
-    out = {}
-    for entry in devices:
-        entry = dict(entry)
-        model = {k: entry.pop(k) for k in ("manufacturer", "model_name", "model_number")
-                 if k in entry}
-        if model:
-            model_name = model.pop("model_name", f"{entry['name']} model")
-            model = nwbfile.create_device_model(
-                name=model_name, manufacturer=model.get("manufacturer", "unknown"),
-                model_number=model.get("model_number"),
-                description=f"Model of the device {entry['name']}.")
-            entry["model"] = model
-        out[entry["name"]] = nwbfile.create_device(**entry)
-    return out
-
-
-def _electrodes(nwbfile, session: Session, channel_ids, groups: list[str], ecephys: dict,
-                include_recording: bool):
-    from hdmf.common import ElementIdentifiers, VectorData
-    from pynwb.ecephys import ElectrodesTable
-
-    devices = _devices(nwbfile, ecephys)
-    first_device = next(iter(devices.values()))
-    given = {g["name"]: g for g in ecephys["ElectrodeGroup"]}
-    group_objects = {}
-    for name in dict.fromkeys(groups):
-        entry = given.get(name, {})
-        count = groups.count(name)
-        group_objects[name] = nwbfile.create_electrode_group(
-            name=name, location=entry.get("location", "unknown"),
-            description=entry.get("description", f"Electrode group {name} ({count} channels)."),
-            device=devices.get(entry.get("device"), first_device))
-    n = len(channel_ids)
-    columns = [
-        VectorData(name="location", description="Brain area of the channel (its electrode "
-                   "group's location; 'unknown' when not given).",
-                   data=[group_objects[g].location for g in groups]),
-        VectorData(name="group", description="Electrode group of the channel.",
-                   data=[group_objects[g] for g in groups]),
-        VectorData(name="group_name", description="Name of the channel's electrode group.",
-                   data=list(groups)),
-        VectorData(name="channel_name", description="Channel id in the source, as a string.",
-                   data=[str(c) for c in np.asarray(channel_ids).tolist()]),
-    ]
-    locations = session.channel_locations_um
-    if session.recording is not None:
-        locations = session.recording.channel_locations_um
-    if locations is not None and np.shape(locations)[0] == n:
-        locations = np.asarray(locations, dtype=np.float64)
-        for axis, name in enumerate(("rel_x", "rel_y", "rel_z")[:locations.shape[1]]):
-            columns.append(VectorData(
-                name=name, data=locations[:, axis],
-                description=f"{name[-1]} position of the contact on the probe, in µm "
-                            f"(NaN when unknown)."))
-    if include_recording:
-        from .nwb_write_recording import offsets_per_channel
-
-        offsets = offsets_per_channel(session.recording)
-        if offsets is not None:
-            columns.append(VectorData(
-                name="offset", data=offsets,
-                description="Offset of the channel in volts, added after conversion."))
-    table = ElectrodesTable(id=ElementIdentifiers(name="id", data=np.arange(n)),
-                            columns=columns)
-    nwbfile.electrodes = table
-    return table
 
 
 def _write(nwbfile, tmp: Path) -> None:

@@ -22,6 +22,8 @@ Conventions:
   each unit's ``waveform_mean`` third axis (same order); without templates, the unit table's
   ``electrodes`` column (per unit the channel ids, as our reader gives it) mapped to
   electrode rows.
+- ``electrode_group``: the unit table's ``electrode_group`` (group names, as our reader gives
+  them) as references to the file's electrode groups, when every unit names one of them.
 - With templates in µV: ``waveform_mean``/``waveform_sd`` in volts, (units, samples, K):
   dense templates over every channel of the templates (K channels, the same electrodes for
   every unit); sparse templates without padding keep their per-unit channels (each unit lists
@@ -48,7 +50,7 @@ from .nwb_read_tables import STRING_IDS_MARK
 
 LABEL_COLUMN = "quality"
 # Unit-table columns the writer turns into NWB's own Units columns (no warning for them).
-HANDLED = ("obs_intervals_s", "electrodes")
+HANDLED = ("obs_intervals_s", "electrodes", "electrode_group")
 
 # Units columns with a meaning in the NWB schema, or used by the writer itself.
 RESERVED = ("id", "spike_times", "spike_times_index", "obs_intervals", "obs_intervals_index",
@@ -102,7 +104,7 @@ def spike_times_s(sorting: Sorting) -> tuple[np.ndarray, np.ndarray]:
     return times, ends
 
 
-def _column_values(name: str, values: pd.Series) -> np.ndarray | list | None:
+def column_values(values: pd.Series) -> np.ndarray | list | None:
     """One scalar per unit in an HDF5-friendly dtype, or None when it cannot be written."""
     dtype = values.dtype
     if pd.api.types.is_bool_dtype(dtype):
@@ -149,7 +151,7 @@ def unit_columns(table: pd.DataFrame, format_name: str = "") -> list:
                 continue
             renamed.append((key, new))
             key = new
-        data = _column_values(key, table[name])
+        data = column_values(table[name])
         if data is None:
             dropped.append((key, f"values of dtype {table[name].dtype} are not one number, "
                                  f"boolean or string per unit"))
@@ -251,17 +253,40 @@ def unit_electrodes(table: pd.DataFrame, channel_ids) -> tuple[np.ndarray, np.nd
     return flat, _ends(pieces)
 
 
+def unit_groups(table: pd.DataFrame, groups: list[str] | None) -> list[str] | None:
+    """The unit table's ``electrode_group`` names when every unit names one of ``groups`` (the
+    file's electrode groups), else None with a warning."""
+    if "electrode_group" not in table:
+        return None
+    names = table["electrode_group"].tolist()
+    why = None
+    if groups is None:
+        why = "the session has no channels (no electrode groups are written)"
+    elif any(not isinstance(n, str) for n in names):
+        why = "some units have no group name"
+    elif set(names) - set(groups):
+        why = (f"groups {sorted(set(names) - set(groups))[:5]} are not the channels' groups "
+               f"{sorted(set(groups))[:5]}")
+    if why is not None:
+        warnings.warn(f"NWB export: unit column 'electrode_group' left out: {why}",
+                      UserWarning, stacklevel=3)
+        return None
+    return names
+
+
 def build_units(sorting: Sorting, table: pd.DataFrame, data_io, templates=None,
                 electrode_rows: np.ndarray | None = None, electrodes_table=None,
-                format_name: str = "", intervals=None, electrodes=None):
+                format_name: str = "", intervals=None, electrodes=None,
+                groups: list[str] | None = None, group_objects: dict | None = None):
     """The pynwb ``Units`` table for ``sorting`` with the columns of ``table``.
 
     ``templates`` (spikeviz Templates in µV, rows in the sorting's unit order, dense over their
     K channels) and ``electrode_rows`` (electrodes-table rows of those channels: (K,) for every
     unit, or (units, K) per unit) add waveform_mean / waveform_sd and electrodes.
     ``intervals`` / ``electrodes``: (flat, ends) from :func:`obs_intervals` /
-    :func:`unit_electrodes` (the templates' electrodes win). ``data_io(array)`` wraps large
-    arrays with compression.
+    :func:`unit_electrodes` (the templates' electrodes win). ``groups``: per unit the name of
+    its group in ``group_objects`` (the file's ElectrodeGroups, by name), from
+    :func:`unit_groups`. ``data_io(array)`` wraps large arrays with compression.
     """
     from pynwb.misc import Units
 
@@ -312,6 +337,9 @@ def build_units(sorting: Sorting, table: pd.DataFrame, data_io, templates=None,
                                     description=description, data=flat.astype(np.int64))
         columns += [region, VectorIndex(name="electrodes_index", target=region,
                                         data=bounds.astype(_index_dtype(len(flat))))]
+    if groups is not None:
+        columns.append(VectorData(name="electrode_group", description="Electrode group of "
+                                  "each unit.", data=[group_objects[g] for g in groups]))
     if not integer_ids:
         note = f" ({STRING_IDS_MARK})" if ids.dtype.kind in "US" else ""
         columns.append(VectorData(name="unit_name", data=[str(u) for u in ids.tolist()],

@@ -361,6 +361,22 @@ def test_integer_like_unit_names_become_integer_ids_and_channel_names(tmp_path):
     assert [list(e) for e in session.sorting.unit_table["electrodes"]] == [["ch11"], ["ch15"]]
 
 
+def test_marked_unit_names_stay_strings(tmp_path):
+    """Our writer marks string ids in the unit_name description; unmarked names that are all
+    canonical integers (SpikeInterface's str(id)) become int64 (test above)."""
+    from spikeviz.io.nwb_read_tables import STRING_IDS_MARK
+
+    nwbfile, _ = _nwbfile()
+    units = Units(name="units")
+    units.add_column("unit_name", f"Unit id as given by the spike sorting ({STRING_IDS_MARK}).")
+    for name in ("1", "2", "10"):
+        units.add_unit(spike_times=[0.1], unit_name=name)
+    nwbfile.units = units
+    session = nwb.read_session(_write(nwbfile, tmp_path / "marked.nwb"), sampling_frequency=FS)
+    assert session.sorting.unit_ids.tolist() == ["1", "2", "10"]
+    assert session.sorting.unit_ids.dtype.kind == "U"
+
+
 def test_waveform_mean_and_sd_become_templates_in_microvolts(tmp_path):
     nwbfile, _ = _nwbfile()
     rng = np.random.default_rng(3)

@@ -56,6 +56,11 @@ def _save(nwbfile, path):
     return path
 
 
+def _text(column: pd.Series) -> pd.Series:
+    """Bytes (as this NWB 2.4 file stores its strings) decoded; numbers as they are."""
+    return column.map(lambda v: v.decode() if isinstance(v, bytes) else v)
+
+
 def _no_left_out_warning(record):
     texts = [str(w.message) for w in record]
     assert not [t for t in texts if "left out" in t or "replaced" in t], texts
@@ -153,6 +158,11 @@ def test_electrodes_that_cannot_be_written_and_other_arrays_warn(tmp_path):
         assert "vector" not in nwbfile.units.colnames
     with pytest.warns(UserWarning, match="'electrodes' left out: the session has no channels"):
         write_nwb(Session(sorting), tmp_path / "y.nwb", META)
+    grouped = sorting.with_unit_table(pd.DataFrame({"electrode_group": ["shank9", "x"]},
+                                                   index=[0, 1]))
+    with pytest.warns(UserWarning, match=r"'electrode_group' left out: groups \['shank9'"):
+        write_nwb(Session(grouped, channel_ids=np.arange(4)), tmp_path / "z.nwb",
+                  {**META, "Ecephys": {"ElectrodeGroup": [{"name": "x"}]}})
 
 
 def test_single_channel_ids_and_missing_electrodes(tmp_path):
@@ -355,3 +365,93 @@ def test_real_file_reexports_identically(real, tmp_path):
         rows_a = np.asarray(ua["electrodes"].data[:])
         rows_b = [list(ub["electrodes"][i].index) for i in range(len(ub))]
         assert rows_b == [[r] for r in rows_a.tolist()]
+        # the electrodes table: groups, locations, brain coordinates and extra columns
+        assert set(nwb_b.electrode_groups) == set(nwb_a.electrode_groups)
+        for name, group in nwb_a.electrode_groups.items():
+            assert nwb_b.electrode_groups[name].location == group.location
+        ea, eb = nwb_a.electrodes.to_dataframe(), nwb_b.electrodes.to_dataframe()
+        for name in ("x", "y", "z", "imp", "location", "filtering", "origChannel"):
+            want, got = _text(ea[name]), _text(eb[name])
+            pd.testing.assert_series_equal(got, want, check_dtype=False, obj=name)
+        assert [g.name for g in eb["group"]] == [g.name for g in ea["group"]]
+        assert "rel_x" not in eb  # brain coordinates are not relabelled as probe positions
+    assert after.results["nwb_geometry_source"] == "x/y"
+
+
+def test_electrode_groups_locations_and_columns_are_carried_over(tmp_path):
+    nwbfile = NWBFile(session_description="test", identifier="spikeviz-electrodes",
+                      session_start_time=datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC))
+    device = nwbfile.create_device("probe")
+    groups = [nwbfile.create_electrode_group(f"shank{g}", "a shank", "VISp", device)
+              for g in range(2)]
+    nwbfile.add_electrode_column("impedance_kohm", "impedance in kOhm")
+    for i in range(4):
+        nwbfile.add_electrode(x=100.0 + i, y=200.0, z=300.0, location=["VISp", "VISp",
+                              "CA1", "DG"][i], group=groups[i // 2], rel_x=0.0,
+                              rel_y=20.0 * i, impedance_kohm=150.0 + i)
+    units = Units(name="units", electrode_table=nwbfile.electrodes)
+    units.add_unit(spike_times=[0.1, 0.2], electrodes=[2], electrode_group=groups[1])
+    nwbfile.units = units
+    session = nwb.read_session(_save(nwbfile, tmp_path / "src.nwb"), sampling_frequency=FS)
+    assert session.sorting.unit_table["electrode_group"].tolist() == ["shank1"]
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        out = write_nwb(session, tmp_path / "out.nwb", META)
+    _no_left_out_warning(record)
+    io, back = _pynwb(out)
+    with io:
+        assert {n: g.location for n, g in back.electrode_groups.items()} == {
+            "shank0": "VISp", "shank1": "CA1"}  # the most common location of its channels
+        frame = back.electrodes.to_dataframe()
+        assert frame["location"].tolist() == ["VISp", "VISp", "CA1", "DG"]
+        assert frame["group_name"].tolist() == ["shank0", "shank0", "shank1", "shank1"]
+        np.testing.assert_array_equal(frame["impedance_kohm"], [150.0, 151.0, 152.0, 153.0])
+        np.testing.assert_array_equal(frame["x"], [100.0, 101.0, 102.0, 103.0])
+        np.testing.assert_array_equal(frame["rel_y"], [0.0, 20.0, 40.0, 60.0])
+        assert list(back.units["electrodes"][0].index) == [2]
+        assert back.units["electrode_group"][0].name == "shank1"
+    again = nwb.read_session(out, sampling_frequency=FS).sorting.unit_table
+    assert again["electrode_group"].tolist() == ["shank1"]
+    # metadata still wins for what it names
+    meta = {**META, "Ecephys": {"ElectrodeGroup": [{"name": "shank1", "location": "LGd"}]}}
+    out = write_nwb(session, tmp_path / "meta.nwb", meta)
+    io, back = _pynwb(out)
+    with io:
+        assert back.electrode_groups["shank1"].location == "LGd"
+        assert list(back.electrodes["location"][:]) == ["VISp", "VISp", "LGd", "LGd"]
+
+
+def test_recording_read_from_nwb_keeps_its_group_names(tmp_path):
+    from pynwb.ecephys import ElectricalSeries
+
+    nwbfile = NWBFile(session_description="test", identifier="spikeviz-series",
+                      session_start_time=datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC))
+    device = nwbfile.create_device("probe")
+    groups = [nwbfile.create_electrode_group(name, "a shank", "CA1", device)
+              for name in ("left", "right")]
+    for i in range(5):
+        nwbfile.add_electrode(location="CA1", group=groups[int(i >= 2)], rel_x=0.0,
+                              rel_y=20.0 * i, x=1.0, y=2.0, z=3.0)
+    data = np.random.default_rng(1).integers(-100, 100, (3000, 4), dtype=np.int16)
+    region = nwbfile.create_electrode_table_region([0, 2, 3, 4], "recorded channels")
+    nwbfile.add_acquisition(ElectricalSeries(name="ElectricalSeries", data=data, rate=FS,
+                                             electrodes=region, conversion=1e-6))
+    units = Units(name="units", electrode_table=nwbfile.electrodes)
+    units.add_unit(spike_times=[0.01, 0.05], electrodes=[3])
+    nwbfile.units = units
+    session = nwb.read_session(_save(nwbfile, tmp_path / "src.nwb"))
+    assert session.recording.channel_ids.tolist() == [0, 2, 3, 4]
+    out = write_nwb(session, tmp_path / "out.nwb", META, include_recording=True)
+    io, back = _pynwb(out)
+    with io:
+        assert list(back.electrodes["group_name"][:]) == ["left", "right", "right", "right"]
+        assert list(back.electrodes["channel_name"][:]) == ["0", "2", "3", "4"]
+        assert list(back.units["electrodes"][0].index) == [2]  # channel 3: the third row
+        np.testing.assert_array_equal(back.acquisition["ElectricalSeries"].data[:], data)
+    # groups that no longer match the recording's: the recording's own, named by number
+    session.recording.channel_groups = np.array([0, 0, 1, 1])
+    out = write_nwb(session, tmp_path / "regrouped.nwb", META)
+    io, back = _pynwb(out)
+    with io:
+        assert list(back.electrodes["group_name"][:]) == ["0", "0", "1", "1"]
+    del session
