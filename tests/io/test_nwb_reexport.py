@@ -455,3 +455,31 @@ def test_recording_read_from_nwb_keeps_its_group_names(tmp_path):
     with io:
         assert list(back.electrodes["group_name"][:]) == ["0", "0", "1", "1"]
     del session
+
+
+def test_computed_templates_win_over_those_of_the_file(tmp_path):
+    from pynwb.ecephys import ElectricalSeries
+
+    nwbfile = _source_file(num_channels=4)
+    rng = np.random.default_rng(5)
+    data = rng.normal(0, 20, (30_000, 4)).astype(np.int16)
+    nwbfile.add_acquisition(ElectricalSeries(
+        name="ElectricalSeries", data=data, rate=FS, conversion=1e-6,
+        electrodes=nwbfile.create_electrode_table_region([0, 1, 2, 3], "all")))
+    units = Units(name="units", waveform_rate=FS, waveform_unit="volts")
+    times = np.arange(0.01, 0.95, 0.01)
+    units.add_unit(spike_times=times, waveform_mean=np.ones((7, 4)) * 1e-5)
+    nwbfile.units = units
+    session = nwb.read_session(_save(nwbfile, tmp_path / "src.nwb"))
+    session.cache_dir = None
+    assert session.results["nwb_templates"].data.shape == (1, 7, 4)
+    kept = write_nwb(session, tmp_path / "kept.nwb", META)  # nothing computed: the file's
+    computed = write_nwb(session, tmp_path / "computed.nwb", META, compute=True)
+    io_a, a = _pynwb(kept)
+    io_b, b = _pynwb(computed)
+    with io_a, io_b:
+        np.testing.assert_allclose(a.units["waveform_mean"].data[:], 1e-5, rtol=1e-6)
+        templates = session.compute("templates")
+        assert b.units["waveform_mean"].data.shape == templates.data.shape != (1, 7, 4)
+        np.testing.assert_allclose(b.units["waveform_mean"].data[:], templates.data * 1e-6,
+                                   rtol=1e-5, atol=1e-12)
