@@ -81,6 +81,25 @@ def write_nwb(session: Session, path: str | Path, metadata: dict | None = None,
     return path
 
 
+def _warn_unknown_mouse_locations(meta: dict, groups, source) -> None:
+    """nwbinspector's DANDI checks want Allen CCF areas as mouse electrode locations; say so
+    before writing 'unknown'."""
+    subject = meta.get("Subject") or {}
+    species = str(subject.get("species", "") or "")
+    if groups is None or not (species.startswith("Mus musculus") or species.endswith("10090")):
+        return
+    if source is not None and "location" in source and \
+            not source["location"].isin(["", "unknown"]).any():
+        return
+    located = {g["name"] for g in meta["Ecephys"]["ElectrodeGroup"] if g.get("location")}
+    missing = sorted(set(groups) - located)
+    if missing:
+        warnings.warn(f"NWB export: the location of electrode group(s) {missing} is unknown; "
+                      f"nwbinspector (DANDI) flags that for mouse data. Give "
+                      f"metadata['Ecephys']['ElectrodeGroup'] = [{{'name': {missing[0]!r}, "
+                      f"'location': <Allen CCF area, e.g. 'VISp'>, ...}}]", stacklevel=4)
+
+
 def _plan(session: Session, meta: dict, compute: bool) -> dict:
     """What goes into the file, decided (and validated) from the session."""
     from ._results import templates as templates_of
@@ -103,6 +122,7 @@ def _plan(session: Session, meta: dict, compute: bool) -> dict:
         _warn_replaced_electrodes(electrodes, template_rows, sorting.num_units)
         electrodes = None
     groups = channel_groups(session, channel_ids, meta["Ecephys"], source)
+    _warn_unknown_mouse_locations(meta, groups, source)
     return {"table": table, "channel_ids": channel_ids, "source": source, "groups": groups,
             "unit_groups": unit_groups(table, groups),
             "templates": templates, "template_rows": template_rows, "electrodes": electrodes,

@@ -497,3 +497,24 @@ def test_seconds_round_trip_to_samples_exactly(fs):
     times, ends = spike_times_s(sorting)
     assert ends.tolist() == [samples.size]
     np.testing.assert_array_equal(np.round(times * fs).astype(np.int64), samples)
+
+
+def test_unknown_mouse_electrode_location_is_warned_and_flagged(session, tmp_path):
+    """Without a group location, mouse data get a warning naming the fix, and nwbinspector
+    indeed flags 'unknown' (so the warning is not noise); with it, nothing is flagged."""
+    metadata = {k: dict(v) for k, v in DANDI_METADATA.items() if k != "Ecephys"}
+    path = tmp_path / "noloc.nwb"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_nwb(session, path, metadata)
+    assert any("ElectrodeGroup" in str(w.message) and "location" in str(w.message)
+               for w in caught)
+    names = {m.check_function_name for m in serious(inspect(path))}
+    assert names == {"check_electrodes_location_allen_ccf"}
+    metadata["Ecephys"] = {"ElectrodeGroup": [{"name": "shank", "description": "The shank.",
+                                               "location": "VISp"}]}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_nwb(session, tmp_path / "loc.nwb", metadata)
+    assert not any("location" in str(w.message) for w in caught)
+    assert serious(inspect(tmp_path / "loc.nwb")) == []
