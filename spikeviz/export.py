@@ -18,10 +18,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from .atomic import check_target
 from .errors import InputError
 from .model import Session, Sorting
 
 Progress = Callable[[str, float], None] | None
+
+
+def _target(path, overwrite: bool) -> Path:
+    """The destination, checked before any work (and before any warning about the content):
+    it must not exist unless ``overwrite``, its folder must exist and be writable."""
+    path = Path(path)
+    check_target(path, overwrite)
+    return path
 
 
 def _session(obj) -> Session:
@@ -48,6 +57,7 @@ def to_nwb(session, path, metadata: Mapping | str | Path | None = None,
     """
     from .io import nwb_write
 
+    path = _target(path, overwrite)
     if isinstance(metadata, str | Path):
         metadata = nwb_write.load_metadata(metadata)
     return nwb_write.write_nwb(_session(session), path, metadata=metadata,
@@ -64,6 +74,7 @@ def to_phy(session, folder, overwrite: bool = False, *, raw: str | None = "link"
     cache in the folder is always removed."""
     from .io import phy_export
 
+    folder = _target(folder, overwrite)
     return phy_export.write_phy(_session(session), folder, overwrite=overwrite, raw=raw,
                                 compute=compute, progress=progress, **kwargs)
 
@@ -77,6 +88,7 @@ def to_hdf5(session, path, style: str = "ragged", time_unit: str = "s",
     ``"s"``, ``"ms"`` or ``"samples"``."""
     from .io import hdf5_write
 
+    path = _target(path, overwrite)
     return hdf5_write.write_hdf5(_session(session), path, style=style, time_unit=time_unit,
                                  overwrite=overwrite, compute=compute, progress=progress,
                                  **kwargs)
