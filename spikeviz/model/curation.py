@@ -1,0 +1,504 @@
+"""Curation: an action log over one sorting, with undo/redo, autosave and SI format v2.
+
+The curated :class:`~spikeviz.model.sorting.Sorting` is derived from the log. Internally every
+spike of the *original* sorting carries a unit slot (int32; one slot per unit id ever made, the
+original units first, in order). An action rewrites only the slots of the spikes it touches and
+keeps an undo record of them (positions and previous slots), so an action or an undo costs
+O(spikes of the units involved) plus one pass to build the new Sorting; no action re-copies the
+spike times unless the set of removed spikes changed.
+
+Rules:
+
+- Unit ids are labels. New units get integer ids above every id ever used (also by undone
+  actions; never reused). With string ids, new ids are decimal strings ``str(n)`` with ``n``
+  above every id that parses as an integer.
+- Labels are ``good``, ``mua``, ``noise`` or ``unsorted`` (the default, or the original
+  sorting's ``label`` column). Tags are free strings.
+- A merged unit gets the label its parts share (``unsorted`` if they differ) and the union of
+  their tags. Both parts of a split keep the split unit's label and tags.
+- Removed units leave the curated sorting with their spikes.
+- The curated unit order: surviving original units in their original order, then new units in
+  creation order. New units' rows of the unit table carry NaN in the original table's columns.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import param
+
+from ..errors import InputError
+from . import curation_log as log
+from .ids import id_key
+from .sorting import Sorting
+
+LABELS = ("good", "mua", "noise", "unsorted")
+
+
+class Curation(param.Parameterized):
+    """Label, tag, merge, split and remove units of a sorting; undo/redo; autosave.
+
+    ``Curation(sorting, log_path=None)``: with ``log_path`` every action is written to that
+    JSON file (see :mod:`spikeviz.model.curation_log`) before it takes effect; an existing log
+    is checked against ``sorting.spikes_hash()`` and resumed exactly (undo position included).
+    Watch :attr:`sorting` (``curation.param.watch(fn, "sorting")``) to follow every change.
+    """
+
+    sorting = param.ClassSelector(class_=Sorting, constant=True, doc="""
+        The curated sorting: a new object after every action, undo and redo.""")
+    original = param.ClassSelector(class_=Sorting, constant=True,
+                                   doc="The sorting the log applies to.")
+    log_path = param.Parameter(default=None, constant=True,
+                               doc="Where the log is autosaved (None: memory only).")
+
+    def __init__(self, sorting: Sorting, log_path: str | Path | None = None, **params):
+        if not isinstance(sorting, Sorting):
+            raise InputError(f"expected a spikeviz Sorting, got {type(sorting).__name__}",
+                             field="sorting")
+        path = None if log_path is None else Path(log_path)
+        super().__init__(original=sorting, sorting=sorting, log_path=path, **params)
+        self._lock = threading.RLock()
+        ids = sorting.unit_ids
+        self._str_ids = ids.dtype.kind == "U"
+        self._slot_ids: list = ids.tolist()
+        self._slot_of = {id_key(u): i for i, u in enumerate(self._slot_ids)}
+        self._spike_slot = np.array(sorting.unit_index, dtype=np.int32)
+        self._alive: dict[int, None] = dict.fromkeys(range(len(self._slot_ids)))
+        self._removed: set[int] = set()
+        labels = sorting.labels.tolist()
+        self._labels = {i: (lab if lab in LABELS else "unsorted") for i, lab in
+                        enumerate(labels)}
+        self._tags: dict[int, frozenset] = {}
+        self._next_id = self._first_free_id(self._slot_ids)
+        self._actions: list[dict] = []
+        self._position = 0
+        self._undo: list[tuple] = []
+        self._kept_cache = None  # (frozenset removed slots, kept positions, sample_index, props)
+        self._kept = None
+        self._facts = {"spikes_hash": sorting.spikes_hash(), "num_spikes": sorting.num_spikes,
+                       "num_units": sorting.num_units,
+                       "sampling_frequency": sorting.sampling_frequency}
+        self._parents: dict[int, list[int]] = {}
+        if path is not None and path.exists():
+            self._resume(path)
+        else:
+            self._save()
+            self._publish()
+
+    # -- ids -----------------------------------------------------------------------------
+    def _first_free_id(self, ids) -> int:
+        numbers = [int(u) for u in ids if not isinstance(u, str)] if not self._str_ids else \
+            [int(u) for u in ids if u.strip().lstrip("-").isdigit()]
+        return max(numbers) + 1 if numbers else 0
+
+    def _allocate(self, count: int) -> list:
+        start = self._next_id
+        ids = list(range(start, start + count))
+        return [str(i) for i in ids] if self._str_ids else ids
+
+    def _slot(self, unit_id, field: str) -> int:
+        """Slot of a unit of the *curated* sorting; InputError naming ``field`` otherwise."""
+        key = id_key(unit_id)
+        slot = self._slot_of.get(key) if isinstance(key, int | str) else None
+        if slot is None:
+            raise InputError(f"no unit with id {unit_id!r} (type {type(unit_id).__name__}) "
+                             f"in this sorting", field=field)
+        if slot not in self._alive:
+            how = "was removed" if slot in self._removed else "no longer exists (merged/split)"
+            raise InputError(f"unit {unit_id!r} {how}", field=field)
+        return slot
+
+    def _unit_list(self, unit_ids, field: str) -> list:
+        if isinstance(unit_ids, str | int | np.integer | np.str_):
+            unit_ids = [unit_ids]
+        unit_ids = list(np.asarray(unit_ids).tolist()) if isinstance(unit_ids, np.ndarray) \
+            else list(unit_ids)
+        if not unit_ids:
+            raise InputError("no unit given", field=field)
+        slots = [self._slot(u, field) for u in unit_ids]
+        if len(set(slots)) != len(slots):
+            raise InputError("the same unit is given twice", field=field)
+        return [self._slot_ids[s] for s in slots]
+
+    # -- public actions ------------------------------------------------------------------
+    def label(self, unit_ids, label: str) -> None:
+        """Set the label (good/mua/noise/unsorted) of one or several units."""
+        if label not in LABELS:
+            raise InputError(f"label must be one of {LABELS}, got {label!r}", field="label")
+        with self._lock:
+            self._do({"op": "label", "unit_ids": self._unit_list(unit_ids, "unit_ids"),
+                      "label": label})
+
+    def tag(self, unit_ids, tags) -> None:
+        """Add free tags (strings) to one or several units."""
+        with self._lock:
+            self._do({"op": "tag", "unit_ids": self._unit_list(unit_ids, "unit_ids"),
+                      "tags": self._tag_list(tags)})
+
+    def untag(self, unit_ids, tags) -> None:
+        """Remove tags from one or several units (absent tags are ignored)."""
+        with self._lock:
+            self._do({"op": "untag", "unit_ids": self._unit_list(unit_ids, "unit_ids"),
+                      "tags": self._tag_list(tags)})
+
+    def merge(self, unit_ids, *, new_unit_id=None):
+        """Merge two or more units into a new one; returns its id.
+
+        ``new_unit_id`` (for imports) must never have been used; by default the next free id.
+        """
+        with self._lock:
+            ids = self._unit_list(unit_ids, "unit_ids")
+            if len(ids) < 2:
+                raise InputError("a merge needs at least two units", field="unit_ids")
+            new = self._explicit_ids([new_unit_id])[0] if new_unit_id is not None else \
+                self._allocate(1)[0]
+            self._do({"op": "merge", "unit_ids": ids, "new_unit_id": new})
+            return new
+
+    def split(self, unit_id, spike_indices):
+        """Split ``unit_id`` in two; returns ``(id_selected, id_rest)``.
+
+        ``spike_indices`` is either an integer array of positions in the *current curated*
+        ``curation.sorting`` spike vector (e.g. from ``sorting.spike_indices(unit_id)``; every
+        position must be a spike of ``unit_id``; duplicates are ignored), or a boolean mask with
+        one entry per spike of the unit, in time order (``sorting.spike_train(unit_id)``).
+        The selected spikes become unit ``id_selected``, the others ``id_rest``; both get new
+        ids. The selection must be neither empty nor the whole unit.
+        """
+        with self._lock:
+            slot = self._slot(unit_id, "unit_id")
+            uid = self._slot_ids[slot]
+            current = self.sorting
+            unit_positions = current.spike_indices(uid)
+            selection = np.asarray(spike_indices)
+            if selection.dtype == bool:
+                if selection.shape != unit_positions.shape:
+                    raise InputError(f"a boolean mask needs one entry per spike of unit {uid!r} "
+                                     f"({unit_positions.size}), got shape {selection.shape}",
+                                     field="spike_indices")
+                positions = unit_positions[selection].astype(np.int64)
+            elif selection.size == 0 or selection.dtype.kind in "iu":
+                positions = np.unique(selection.astype(np.int64).ravel())
+                if positions.size and (positions[0] < 0 or positions[-1] >= current.num_spikes):
+                    raise InputError(f"spike positions must lie in [0, {current.num_spikes})",
+                                     field="spike_indices")
+                if positions.size and (current.unit_index[positions]
+                                       != current.unit_index_of(uid)).any():
+                    raise InputError(f"some selected spikes do not belong to unit {uid!r}",
+                                     field="spike_indices")
+            else:
+                raise InputError(f"expected integer positions or a boolean mask, got dtype "
+                                 f"{selection.dtype}", field="spike_indices")
+            if positions.size == 0:
+                raise InputError("the selection is empty: nothing to split off",
+                                 field="spike_indices")
+            if positions.size == unit_positions.size:
+                raise InputError(f"the selection holds all {positions.size} spikes of unit "
+                                 f"{uid!r}: nothing would remain", field="spike_indices")
+            if self._kept is not None:
+                positions = self._kept[positions]
+            new = self._allocate(2)
+            self._do({"op": "split", "unit_id": uid, "new_unit_ids": new,
+                      "_groups": [positions]})
+            return new[0], new[1]
+
+    def _split_groups(self, unit_id, groups, new_unit_ids=None) -> list:
+        """Split ``unit_id`` into ``groups`` (indices into its train) plus the rest, if any."""
+        with self._lock:
+            uid = self._slot_ids[self._slot(unit_id, "unit_id")]
+            unit_positions = self.sorting.spike_indices(uid).astype(np.int64)
+            parts = []
+            for group in groups:
+                group = np.unique(np.asarray(group, dtype=np.int64).ravel())
+                if group.size == 0 or group[0] < 0 or group[-1] >= unit_positions.size:
+                    raise InputError(f"split groups of unit {uid!r} must be non-empty indices "
+                                     f"in [0, {unit_positions.size})", field="splits")
+                positions = unit_positions[group]
+                parts.append(positions if self._kept is None else self._kept[positions])
+            rest = unit_positions.size - sum(p.size for p in parts)
+            count = len(parts) + (rest > 0)
+            if count < 2:
+                raise InputError(f"splitting unit {uid!r} this way leaves one unit",
+                                 field="splits")
+            new = self._explicit_ids(new_unit_ids) if new_unit_ids is not None else \
+                self._allocate(count)
+            self._do({"op": "split", "unit_id": uid, "new_unit_ids": new, "_groups": parts})
+            return new
+
+    def remove(self, unit_ids) -> None:
+        """Remove units (and their spikes) from the curated sorting."""
+        with self._lock:
+            self._do({"op": "remove", "unit_ids": self._unit_list(unit_ids, "unit_ids")})
+
+    def undo(self) -> bool:
+        """Undo the last applied action; False if there is none."""
+        with self._lock:
+            if not self._position:
+                return False
+            self._position -= 1
+            try:
+                self._save()
+            except BaseException:
+                self._position += 1
+                raise
+            self._revert(self._undo.pop())
+            self._publish()
+            return True
+
+    def redo(self) -> bool:
+        """Re-apply the last undone action; False if there is none."""
+        with self._lock:
+            if self._position >= len(self._actions):
+                return False
+            action = self._actions[self._position]
+            record = self._apply(action)
+            self._position += 1
+            try:
+                self._save()
+            except BaseException:
+                self._position -= 1
+                self._revert(record)
+                raise
+            self._undo.append(record)
+            self._publish()
+            return True
+
+    @property
+    def can_undo(self) -> bool:
+        return self._position > 0
+
+    @property
+    def can_redo(self) -> bool:
+        return self._position < len(self._actions)
+
+    @property
+    def actions(self) -> list[dict]:
+        """The applied actions, oldest first (JSON-like dicts; split groups as arrays)."""
+        return [self._public(a) for a in self._actions[:self._position]]
+
+    @property
+    def undone_actions(self) -> list[dict]:
+        """Actions that :meth:`redo` would re-apply, next first."""
+        return [self._public(a) for a in self._actions[self._position:]]
+
+    @property
+    def labels(self) -> pd.Series:
+        return self.sorting.unit_table["label"]
+
+    def tags_of(self, unit_id) -> list[str]:
+        return sorted(self._tags.get(self._slot(unit_id, "unit_id"), ()))
+
+    # -- SpikeInterface curation format v2 ------------------------------------------------
+    def to_spikeinterface_curation(self) -> dict:
+        """The curation as one SpikeInterface curation-format-v2 dict (see curation_si)."""
+        from .curation_si import to_si_dict
+        return to_si_dict(self)
+
+    def to_spikeinterface_curation_steps(self) -> list[dict]:
+        """The curation as a list of v2 dicts (SpikeInterface's sequential curation)."""
+        from .curation_si import to_si_steps
+        return to_si_steps(self)
+
+    @classmethod
+    def from_spikeinterface_curation(cls, sorting: Sorting, curation, log_path=None):
+        """A Curation of ``sorting`` whose log holds the actions of a v2 dict (or list)."""
+        from .curation_si import from_si
+        curation_obj = cls(sorting, log_path=log_path)
+        from_si(curation_obj, curation)
+        return curation_obj
+
+    # -- machinery -----------------------------------------------------------------------
+    @staticmethod
+    def _tag_list(tags) -> list[str]:
+        if isinstance(tags, str):
+            tags = [tags]
+        tags = list(tags)
+        if not tags or not all(isinstance(t, str) and t.strip() for t in tags):
+            raise InputError("tags must be non-empty strings", field="tags")
+        return sorted(set(tags))
+
+    def _explicit_ids(self, ids) -> list:
+        out = []
+        for new in ids:
+            key = id_key(new)
+            if not isinstance(key, str if self._str_ids else int) or key in self._slot_of:
+                raise InputError(f"new unit id {new!r} is in use or of the wrong type",
+                                 field="new_unit_id")
+            out.append(key)
+        return out
+
+    def _public(self, action: dict) -> dict:
+        out = {k: v for k, v in action.items() if not k.startswith("_")}
+        if action["op"] == "split":
+            out["groups"] = [g.copy() for g in action["_groups"]]
+        return out
+
+    def _new_slot(self, unit_id) -> int:
+        key = id_key(unit_id)
+        if key in self._slot_of:
+            return self._slot_of[key]
+        self._slot_of[key] = len(self._slot_ids)
+        self._slot_ids.append(key)
+        return self._slot_of[key]
+
+    def _do(self, action: dict) -> None:
+        """Apply a new action, log it (atomically) and publish the new sorting."""
+        record = self._apply(action)
+        saved = (self._actions, self._position, self._next_id)
+        try:
+            if action["op"] == "split" and self.log_path is not None:
+                action["groups"] = [log.write_group(self.log_path, g) for g in action["_groups"]]
+            self._actions = [*self._actions[:self._position], action]
+            self._position += 1
+            self._save()
+        except BaseException:
+            self._actions, self._position, self._next_id = saved
+            self._revert(record)
+            raise
+        self._undo.append(record)
+        self._publish()
+
+    def _apply(self, action: dict) -> tuple:
+        """Change the state by ``action``; returns the record that reverts it."""
+        op = action["op"]
+        before = (dict(self._alive), set(self._removed), dict(self._labels), dict(self._tags),
+                  self._next_id)
+        positions = np.zeros(0, dtype=np.int64)
+        old = np.zeros(0, dtype=np.int32)
+        if op in ("label", "tag", "untag", "remove"):
+            slots = [self._slot(u, "unit_ids") for u in action["unit_ids"]]
+            for s in slots:
+                if op == "label":
+                    self._labels[s] = action["label"]
+                elif op == "tag":
+                    self._tags[s] = self._tags.get(s, frozenset()) | set(action["tags"])
+                elif op == "untag":
+                    self._tags[s] = self._tags.get(s, frozenset()) - set(action["tags"])
+                else:
+                    del self._alive[s]
+                    self._removed.add(s)
+        elif op == "merge":
+            slots = [self._slot(u, "unit_ids") for u in action["unit_ids"]]
+            new = self._new_slot(action["new_unit_id"])
+            self._parents[new] = slots
+            member = np.zeros(len(self._slot_ids), dtype=bool)
+            member[slots] = True
+            positions = np.flatnonzero(member[self._spike_slot])
+            old = self._spike_slot[positions]
+            self._spike_slot[positions] = new
+            labels = {self._labels.get(s, "unsorted") for s in slots}
+            self._labels[new] = labels.pop() if len(labels) == 1 else "unsorted"
+            self._tags[new] = frozenset().union(*(self._tags.get(s, frozenset())
+                                                  for s in slots))
+            for s in slots:
+                del self._alive[s]
+            self._alive[new] = None
+        elif op == "split":
+            slot = self._slot(action["unit_id"], "unit_id")
+            groups = action["_groups"]
+            positions = np.flatnonzero(self._spike_slot == slot)
+            old = self._spike_slot[positions]
+            inside = np.concatenate(groups) if groups else positions[:0]
+            if inside.size and ((self._spike_slot[inside] != slot).any() or
+                                np.unique(inside).size != inside.size):
+                raise InputError(f"split groups must be disjoint spikes of unit "
+                                 f"{action['unit_id']!r}", field="groups")
+            rest = positions.size - inside.size
+            new_ids = action["new_unit_ids"]
+            if len(new_ids) != len(groups) + (rest > 0):
+                raise InputError(f"expected {len(groups) + (rest > 0)} new unit ids, got "
+                                 f"{len(new_ids)}", field="new_unit_ids")
+            new_slots = [self._new_slot(u) for u in new_ids]
+            for s in new_slots:
+                self._parents[s] = [slot]
+            if rest:
+                self._spike_slot[positions] = new_slots[-1]
+            for g, s in zip(groups, new_slots, strict=False):
+                self._spike_slot[g] = s
+            del self._alive[slot]
+            for s in new_slots:
+                self._alive[s] = None
+                self._labels[s] = self._labels.get(slot, "unsorted")
+                self._tags[s] = self._tags.get(slot, frozenset())
+        for new_id in ([action["new_unit_id"]] if op == "merge" else
+                       action["new_unit_ids"] if op == "split" else []):
+            number = int(new_id) if not self._str_ids or new_id.lstrip("-").isdigit() else None
+            if number is not None:
+                self._next_id = max(self._next_id, number + 1)
+        return positions, old, before
+
+    def _revert(self, record: tuple) -> None:
+        positions, old, before = record
+        self._spike_slot[positions] = old
+        alive, removed, labels, tags, _ = before
+        self._alive, self._removed, self._labels, self._tags = alive, removed, labels, tags
+
+    def _document(self) -> dict:
+        return {"format": log.FORMAT, "format_version": log.FORMAT_VERSION,
+                "sorting": self._facts, "next_unit_id": self._next_id,
+                "position": self._position,
+                "actions": [{k: v for k, v in a.items() if not k.startswith("_")}
+                            for a in self._actions]}
+
+    def _save(self) -> None:
+        if self.log_path is not None:
+            log.write_document(self.log_path, self._document())
+
+    def _resume(self, path: Path) -> None:
+        document = log.read_document(path, self._facts)
+        actions = document["actions"]
+        n = self.original.num_spikes
+        for i, action in enumerate(actions):
+            if action["op"] == "split":
+                groups = action.get("groups")
+                if not isinstance(groups, list):
+                    raise InputError("a split needs a list of groups", path=path,
+                                     field=f"actions[{i}].groups")
+                action["_groups"] = [log.read_group(path, g, n, f"actions[{i}].groups")
+                                     for g in groups]
+        self._actions = actions
+        for i, action in enumerate(actions[:document["position"]]):
+            try:
+                self._undo.append(self._apply(action))
+            except (InputError, KeyError, TypeError, ValueError) as error:
+                message = error.message if isinstance(error, InputError) else str(error)
+                raise InputError(f"cannot replay action {i} ({action.get('op')}): {message}",
+                                 path=path, field=f"actions[{i}]") from None
+            self._position = i + 1
+        self._next_id = max(self._next_id, document["next_unit_id"])
+        self._publish()
+
+    def _publish(self) -> None:
+        """Build the curated Sorting from the state and set :attr:`sorting`."""
+        with param.edit_constant(self):
+            self.sorting = self._build()
+
+    def _build(self) -> Sorting:
+        source = self.original
+        alive = list(self._alive)
+        lut = np.full(len(self._slot_ids), -1, dtype=np.int32)
+        lut[alive] = np.arange(len(alive), dtype=np.int32)
+        unit_index = lut[self._spike_slot]
+        props = source.spike_properties
+        if not self._removed:
+            sample_index, kept = source.sample_index, None
+        else:
+            key = frozenset(self._removed)
+            if self._kept_cache is None or self._kept_cache[0] != key:
+                kept = np.flatnonzero(unit_index >= 0)
+                self._kept_cache = (key, kept, source.sample_index[kept],
+                                    {k: v[kept] for k, v in props.items()})
+            _, kept, sample_index, props = self._kept_cache
+            unit_index = unit_index[kept]
+        self._kept = kept
+        ids = [self._slot_ids[s] for s in alive]
+        ids = np.array(ids, dtype=str if self._str_ids else np.int64)
+        table = source.unit_table.reindex(pd.Index(ids, name="unit_id"))
+        table["label"] = [self._labels.get(s, "unsorted") for s in alive]
+        table["tags"] = [",".join(sorted(self._tags.get(s, ()))) for s in alive]
+        return Sorting(sample_index, unit_index, source.sampling_frequency, unit_ids=ids,
+                       unit_table=table, spike_properties=props, sort=False,
+                       num_samples=source.num_samples, source=source.source)
