@@ -246,3 +246,122 @@ def test_spike_properties_and_table_columns_are_carried():
     np.testing.assert_array_equal(c.sorting.spike_properties["amplitudes"], amps[keep])
     assert c.sorting.unit_table.loc[3, "depth"] == 4.0
     assert np.isnan(c.sorting.unit_table.loc[m, "depth"])
+
+
+# -- SpikeInterface curation format v2 ---------------------------------------------------------
+def si_sorting(sorting):
+    core = pytest.importorskip("spikeinterface.core")
+    labels = sorting.unit_ids[sorting.unit_index]
+    return core.NumpySorting.from_samples_and_labels(
+        [sorting.sample_index], [labels], sorting.sampling_frequency,
+        unit_ids=sorting.unit_ids)
+
+
+def si_trains(si):
+    return {u.item() if hasattr(u, "item") else u: si.get_unit_spike_train(u).tolist()
+            for u in si.unit_ids}
+
+
+def si_apply(sorting, curation):
+    si_curation = pytest.importorskip("spikeinterface.curation")
+    if isinstance(curation, dict):
+        si_curation.validate_curation_dict(curation)
+    return si_curation.apply_curation(si_sorting(sorting), curation)
+
+
+def simple_curation():
+    s = make_sorting(num_units=7, per_unit=10, seed=5, ids=[3, 5, 8, 13, 21, 34, 55])
+    c = Curation(s)
+    c.label([3, 5], "good")
+    c.tag(3, "burst")
+    c.label(34, "noise")
+    m = c.merge([8, 13])
+    c.merge([m, 55])
+    c.remove(21)
+    c.split(5, c.sorting.spike_indices(5)[[0, 3, 4]])
+    return s, c
+
+
+def test_si_v2_dict_applies_to_the_same_trains():
+    s, c = simple_curation()
+    d = c.to_spikeinterface_curation()
+    json.dumps(d)
+    assert d["format_version"] == "2" and d["removed"] == [21]
+    assert d["merges"] == [{"unit_ids": [8, 13, 55], "new_unit_id": 57}]
+    curated = si_apply(s, d)
+    assert si_trains(curated) == trains(c.sorting)
+    assert curated.get_property("quality")[list(curated.unit_ids).index(3)] == "good"
+
+
+def test_si_v2_dict_round_trip():
+    s, c = simple_curation()
+    d = c.to_spikeinterface_curation()
+    back = Curation.from_spikeinterface_curation(s, d)
+    assert trains(back.sorting) == trains(c.sorting)
+    assert back.sorting.unit_table.loc[3, "label"] == "good"
+    assert back.tags_of(3) == ["burst"]
+    assert back.sorting.unit_table.loc[34, "label"] == "noise"
+    assert back.can_undo
+
+
+def complex_curation(tmp_path=None):
+    s = make_sorting(num_units=5, per_unit=12, seed=7)
+    c = Curation(s, log_path=None if tmp_path is None else tmp_path / "c.json")
+    m = c.merge([0, 1])
+    a, b = c.split(m, c.sorting.spike_indices(m)[::3])   # split a merge
+    x, y = c.split(2, c.sorting.spike_indices(2)[:4])
+    c.merge([a, x])                                        # a part merged with a part
+    c.remove(y)                                            # part of a split removed
+    c.label(b, "mua")
+    c.tag(b, "check")
+    c.split(3, np.arange(12) < 6)                          # plain split
+    return s, c
+
+
+def test_si_steps_apply_to_the_same_trains(tmp_path):
+    s, c = complex_curation(tmp_path)
+    with pytest.raises(InputError) as error:
+        c.to_spikeinterface_curation()
+    assert error.value.field == "curation" and "steps" in str(error.value)
+    steps = c.to_spikeinterface_curation_steps()
+    json.dumps(steps)
+    si_curation = pytest.importorskip("spikeinterface.curation")
+    for step in steps:
+        si_curation.validate_curation_dict(step)
+    curated = si_apply(s, steps)
+    assert si_trains(curated) == trains(c.sorting)
+    back = Curation.from_spikeinterface_curation(s, steps, log_path=tmp_path / "back.json")
+    assert trains(back.sorting) == trains(c.sorting)
+    for column in ("label", "tags"):
+        assert back.sorting.unit_table[column].sort_index().equals(
+            c.sorting.unit_table[column].sort_index())
+    again = Curation(s, log_path=tmp_path / "back.json")
+    assert trains(again.sorting) == trains(c.sorting)
+
+
+def test_si_steps_without_actions_and_with_only_labels():
+    s = make_sorting()
+    c = Curation(s)
+    assert si_trains(si_apply(s, c.to_spikeinterface_curation_steps())) == trains(s)
+    c.label(1, "good")
+    steps = c.to_spikeinterface_curation_steps()
+    assert len(steps) == 1 and steps[0]["manual_labels"][0]["unit_id"] == 1
+
+
+def test_si_import_labels_mode_split_and_bad_dicts():
+    s = make_sorting(num_units=3, per_unit=6)
+    labels = [0, 1, 0, 2, 2, 0]
+    d = {"format_version": "2", "unit_ids": [0, 1, 2],
+         "splits": [{"unit_id": 1, "mode": "labels", "labels": labels}],
+         "merges": [{"unit_ids": [0, 2], "new_unit_id": 100}]}
+    c = Curation.from_spikeinterface_curation(s, d)
+    curated = si_apply(s, d)
+    assert si_trains(curated) == trains(c.sorting)
+    assert c.merge([c.sorting.unit_ids[0], c.sorting.unit_ids[1]]) > 100
+    with pytest.raises(InputError) as error:
+        Curation.from_spikeinterface_curation(s, {"format_version": "2", "unit_ids": [0, 1]})
+    assert error.value.field == "curation.unit_ids"
+    with pytest.raises(InputError) as error:
+        Curation.from_spikeinterface_curation(
+            s, {"format_version": "2", "unit_ids": [0, 1, 2], "merges": [{"unit_ids": [0, 9]}]})
+    assert error.value.field == "curation.unit_ids"
