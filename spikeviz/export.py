@@ -28,7 +28,7 @@ Progress = Callable[[str, float], None] | None
 def _target(path, overwrite: bool) -> Path:
     """The destination, checked before any work (and before any warning about the content):
     it must not exist unless ``overwrite``, its folder must exist and be writable."""
-    path = Path(path)
+    path = Path(path).expanduser().absolute()
     check_target(path, overwrite)
     return path
 

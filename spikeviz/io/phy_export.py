@@ -103,6 +103,30 @@ def _channels(session: Session) -> dict:
             "all": bool(keep.all())}
 
 
+def _refuse_foreign_files(folder: Path) -> None:
+    """Overwriting replaces the whole folder: refuse when it holds anything a Phy export
+    would not have written (raw data, notes, another tool's output), so that nothing of the
+    user's is ever deleted."""
+    import fnmatch
+
+    from .phy_write import STALE_FILES, STALE_FOLDERS, STALE_GLOBS
+
+    ours = set(STALE_FILES) | set(STALE_FOLDERS) | {".spikeviz", "channel_shanks.npy",
+                                                     "pc_feature_spike_ids.npy"}
+    params = folder / "params.py"
+    if params.is_file():  # the raw copy a previous export made, if params.py points at it
+        text = params.read_text(encoding="utf-8", errors="replace")
+        if f"dat_path = '{phy_raw.RAW_FILE}'" in text:
+            ours.add(phy_raw.RAW_FILE)
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in ours and
+                     not any(fnmatch.fnmatch(p.name, g) for g in STALE_GLOBS))
+    if foreign:
+        raise InputError(f"holds files that are not Phy output ({', '.join(foreign[:5])}"
+                         f"{', ...' if len(foreign) > 5 else ''}); overwriting replaces the "
+                         f"whole folder, so spikeviz only overwrites a folder it could have "
+                         f"written. Choose another destination", path=folder)
+
+
 def write_phy(session: Session, folder: str | Path, overwrite: bool = False, raw="link",
               compute: bool = False, progress: Progress = None,
               pc_features: bool = True) -> Path:
@@ -128,6 +152,12 @@ def write_phy(session: Session, folder: str | Path, overwrite: bool = False, raw
     if folder.exists() and not folder.is_dir():
         raise InputError("exists and is not a folder", path=folder)
     check_target(folder, overwrite)  # atomic_folder's own checks, before any planning
+    if folder.exists():
+        cwd = Path.cwd().resolve()
+        if folder.resolve() == cwd or folder.resolve() in cwd.parents:
+            raise InputError("is the current folder (or holds it); a Phy export replaces the "
+                             "whole folder: choose another destination", path=folder)
+        _refuse_foreign_files(folder)
     sorting = session.sorting
     if sorting.num_spikes == 0:
         raise InputError("the sorting has no spikes; phy cannot open a folder without spikes",

@@ -362,13 +362,21 @@ def test_stale_phy_cache_is_removed_and_overwrite_is_explicit(computed, tmp_path
 
 
 def test_linking_a_raw_file_inside_the_replaced_folder_is_refused(generated, tmp_path):
+    """The sorting's own folder (raw data, ground truth) is never replaced, whatever ``raw``;
+    a Phy-only folder whose raw file would be deleted by the swap cannot be linked either."""
     folder = shutil.copytree(generated, tmp_path / "gen")
     session = sv.load(folder)
+    before = sorted(p.name for p in folder.iterdir())
+    for raw in ("link", "copy", None):
+        with pytest.raises(InputError, match="not Phy output"):
+            write_phy(session, folder, overwrite=True, raw=raw)
+    assert sorted(p.name for p in folder.iterdir()) == before
+    out = write_phy(session, tmp_path / "out", raw="copy")
+    copied = sv.load(out)
     with pytest.raises(InputError, match="inside the folder"):
-        write_phy(session, folder, overwrite=True)
-    assert (folder / "recording.dat").is_file()
-    write_phy(session, folder, overwrite=True, raw="copy")  # copied before the swap
-    model = load_model(folder)
+        write_phy(copied, out, overwrite=True, raw="link")
+    write_phy(copied, out, overwrite=True, raw="copy")  # copied before the swap
+    model = load_model(out)
     try:
         np.testing.assert_array_equal(model.traces[:100],
                                       session.recording.traces(0, 100, scaled=False))
@@ -560,3 +568,32 @@ def test_write_phy_folder_progress_and_exceptions(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["raw.dat", *(name for name in os.listdir(tmp_path / "new"))])
     np.testing.assert_array_equal(np.load(folder / "spike_clusters.npy"), clusters)
+
+
+def test_overwrite_never_deletes_files_a_phy_export_did_not_write(generated, tmp_path,
+                                                                  monkeypatch):
+    """Overwriting replaces the whole folder, so a folder holding anything else (the raw
+    data, notes, another tool's output) is refused even with overwrite=True, and kept."""
+    session = plain_session(generated)
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("precious")
+    shutil.copy(generated / "recording.dat", user / "recording.dat")
+    before = sorted((p.name, p.stat().st_size) for p in user.iterdir())
+    with pytest.raises(InputError, match=r"not Phy output.*notes\.txt"):
+        write_phy(session, user, overwrite=True, raw=None)
+    assert sorted((p.name, p.stat().st_size) for p in user.iterdir()) == before
+    # the folder of a sorting itself (with its raw data and ground truth) is refused too
+    with pytest.raises(InputError, match="not Phy output"):
+        sv.export.to_phy(session, generated, overwrite=True, raw=None)
+    # a previous export (with its copied raw data) may be replaced
+    out = write_phy(session, tmp_path / "out", raw="copy")
+    write_phy(session, out, overwrite=True, raw="copy")
+    assert (out / "recording.dat").is_file() and (out / "params.py").is_file()
+    # never the current folder: the shell would be left in a deleted directory
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    with pytest.raises(InputError, match="current folder"):
+        sv.export.to_phy(session, ".", overwrite=True, raw=None)
+    assert empty.is_dir() and list(empty.iterdir()) == []
