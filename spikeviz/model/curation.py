@@ -472,9 +472,22 @@ class Curation(param.Parameterized):
         self._publish()
 
     def _publish(self) -> None:
-        """Build the curated Sorting from the state and set :attr:`sorting`."""
+        """Build the curated Sorting from the state and set :attr:`sorting`.
+
+        When only labels or tags changed, the new Sorting shares the spike arrays.
+        """
+        alive = list(self._alive)
+        current = self.sorting
+        if current is not self.original and len(alive) == current.num_units and \
+                [self._slot_ids[s] for s in alive] == current.unit_ids.tolist():
+            table = current.unit_table.copy()
+            table["label"] = [self._labels.get(s, "unsorted") for s in alive]
+            table["tags"] = [",".join(sorted(self._tags.get(s, ()))) for s in alive]
+            new = current.with_unit_table(table)
+        else:
+            new = self._build()
         with param.edit_constant(self):
-            self.sorting = self._build()
+            self.sorting = new
 
     def _build(self) -> Sorting:
         source = self.original
