@@ -159,6 +159,8 @@ def _open(path: Path, stream_id=None, stream_name=None):
         raise InputError("not something SpikeInterface reads here (expected a SpikeGLX or Open "
                          "Ephys folder, an Intan .rhd/.rhs file or a folder saved by "
                          "SpikeInterface)", path=path)
+    if what in ("si", "zarr"):
+        _refuse_pickles(path)
     try:
         if what in ("si", "zarr"):
             import spikeinterface as si
@@ -174,6 +176,20 @@ def _open(path: Path, stream_id=None, stream_name=None):
     except Exception as err:  # a reader's own failure, said of the path
         raise InputError(f"SpikeInterface could not read it as {what}: "
                          f"{type(err).__name__}: {err}", path=path) from None
+
+
+def _refuse_pickles(path: Path) -> None:
+    """SpikeInterface falls back to unpickling (``cached.pkl``, ``*.pickle``) when a folder
+    has no JSON description, and a pickle runs code: spikeviz never opens a folder that holds
+    one."""
+    found = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
+                   if p.suffix.lower() in (".pkl", ".pickle"))
+    if found:
+        raise InputError(f"holds pickle files ({', '.join(found[:3])}"
+                         f"{', ...' if len(found) > 3 else ''}), which can run code when "
+                         f"loaded; spikeviz never unpickles data files. Re-save it with "
+                         f"SpikeInterface from a JSON-serialisable object, or open it in "
+                         f"Python and pass it to spikeviz.from_spikeinterface", path=path)
 
 
 def _default_stream(what: str, path: Path) -> str | None:

@@ -488,3 +488,26 @@ def test_analysis_store_seeds_a_result_and_its_dependents_use_it():
         sv.Session(sorting).analysis.store("templates", {"average": average})
     with pytest.raises(InputError, match="takes no parameter"):
         session.analysis.store("templates", {"average": average}, bogus=1)
+
+
+def test_a_folder_holding_a_pickle_is_never_loaded(tmp_path):
+    """SpikeInterface unpickles ``cached.pkl`` when a folder has no JSON description; a
+    pickle runs code, so spikeviz refuses the folder before SpikeInterface sees it."""
+    import pickle
+
+    from spikeviz.io import spikeinterface_ as adapter
+
+    marker = tmp_path / "pwned.txt"
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.write_text, ("PWNED",))
+
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "provenance.json").write_text("{}")
+    (evil / "cached.pkl").write_bytes(pickle.dumps(Payload()))
+    assert adapter.sniff(evil)
+    with pytest.raises(InputError, match="pickle"):
+        sv.load(evil)
+    assert not marker.exists()
