@@ -81,6 +81,15 @@ def write_nwb(session: Session, path: str | Path, metadata: dict | None = None,
     return path
 
 
+def start_time_s(session: Session) -> float:
+    """Seconds from session_start_time to sample 0: the source NWB file's clock (its series'
+    starting_time, which the reader subtracted), else 0. Writing it back keeps every spike at
+    its original time in the file's clock."""
+    base = session.results.get("nwb_time_base") if session.format == "nwb" else None
+    t0 = (base or {}).get("t0_s", 0.0) if isinstance(base, dict) else 0.0
+    return float(t0 or 0.0)
+
+
 def _warn_unknown_mouse_locations(meta: dict, groups, source) -> None:
     """nwbinspector's DANDI checks want Allen CCF areas as mouse electrode locations; say so
     before writing 'unknown'."""
@@ -123,10 +132,13 @@ def _plan(session: Session, meta: dict, compute: bool) -> dict:
         electrodes = None
     groups = channel_groups(session, channel_ids, meta["Ecephys"], source)
     _warn_unknown_mouse_locations(meta, groups, source)
+    t0_s = start_time_s(session)
     return {"table": table, "channel_ids": channel_ids, "source": source, "groups": groups,
             "unit_groups": unit_groups(table, groups),
             "templates": templates, "template_rows": template_rows, "electrodes": electrodes,
-            "intervals": obs_intervals(table, sorting.num_samples, sorting.sampling_frequency)}
+            "t0_s": t0_s,
+            "intervals": obs_intervals(table, sorting.num_samples, sorting.sampling_frequency,
+                                       t0_s)}
 
 
 def _write_file(session, path, overwrite, meta, plan, include_recording, data_io, chunk_mb,
@@ -146,7 +158,7 @@ def _write_file(session, path, overwrite, meta, plan, include_recording, data_io
             electrode_rows=plan["template_rows"], electrodes_table=electrodes,
             format_name=session.format, intervals=plan["intervals"],
             electrodes=plan["electrodes"], groups=plan["unit_groups"],
-            group_objects=nwbfile.electrode_groups)
+            group_objects=nwbfile.electrode_groups, t0_s=plan["t0_s"])
         if include_recording:
             from hdmf.common import DynamicTableRegion
 
@@ -157,7 +169,8 @@ def _write_file(session, path, overwrite, meta, plan, include_recording, data_io
                                         description="Every channel of the recording.")
             nwbfile.add_acquisition(electrical_series(
                 recording, region, meta["Ecephys"]["ElectricalSeries"], data_io,
-                chunk_mb=chunk_mb, progress=progress, source=session.source))
+                chunk_mb=chunk_mb, progress=progress, source=session.source,
+                starting_time_s=plan["t0_s"]))
         _write(nwbfile, tmp)
         if progress is not None:  # before the rename: a failing callback leaves nothing
             progress("nwb", 1.0)

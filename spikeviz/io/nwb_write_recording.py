@@ -95,8 +95,9 @@ class TracesIterator(GenericDataChunkIterator):
 
 def electrical_series(recording: Recording, electrodes_region, options: dict,
                       data_io: Callable, chunk_mb: float = 10.0, progress=None,
-                      source: str = ""):
-    """The ``ElectricalSeries`` (not yet written) for ``recording`` over ``electrodes_region``.
+                      source: str = "", starting_time_s: float = 0.0):
+    """The ``ElectricalSeries`` (not yet written) for ``recording`` over ``electrodes_region``;
+    ``starting_time_s``: seconds from session_start_time to its first sample.
 
     ``options`` is the validated ``Ecephys.ElectricalSeries`` metadata (name, description);
     ``data_io(iterator)`` wraps the iterator with the compression options.
@@ -125,4 +126,4 @@ def electrical_series(recording: Recording, electrodes_region, options: dict,
         name=options.get("name", "ElectricalSeries"), description=description,
         data=data_io(TracesIterator(recording, chunk_mb, progress)),
         electrodes=electrodes_region, rate=float(recording.sampling_frequency),
-        starting_time=0.0, conversion=conversion, offset=offset, **kwargs)
+        starting_time=float(starting_time_s), conversion=conversion, offset=offset, **kwargs)

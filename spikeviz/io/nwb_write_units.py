@@ -90,8 +90,9 @@ def _index_dtype(total: int) -> np.dtype:
     return np.dtype(np.uint64)
 
 
-def spike_times_s(sorting: Sorting) -> tuple[np.ndarray, np.ndarray]:
-    """(flat spike times in seconds in unit order, cumulative end index per unit)."""
+def spike_times_s(sorting: Sorting, t0_s: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(flat spike times in seconds in unit order, cumulative end index per unit); ``t0_s``:
+    the time of sample 0 in the file's clock (seconds from session_start_time)."""
     fs = float(sorting.sampling_frequency)
     counts = sorting.spike_counts().to_numpy()
     ends = np.cumsum(counts, dtype=np.int64)
@@ -101,6 +102,8 @@ def spike_times_s(sorting: Sorting) -> tuple[np.ndarray, np.ndarray]:
         if end > start:
             np.divide(sorting.spike_train(uid), fs, out=times[start:end])
         start = end
+    if t0_s:
+        times += t0_s
     return times, ends
 
 
@@ -183,14 +186,15 @@ def _ends(pieces: list[np.ndarray]) -> np.ndarray:
 
 
 def obs_intervals(table: pd.DataFrame, num_samples: int | None,
-                  sampling_frequency: float) -> tuple[np.ndarray, np.ndarray] | None:
+                  sampling_frequency: float,
+                  t0_s: float = 0.0) -> tuple[np.ndarray, np.ndarray] | None:
     """(flat (m, 2) float64 [start, stop] seconds, cumulative end per unit) for the
     ``obs_intervals`` column, or None when nothing is known (see the module docstring).
     InputError when an ``obs_intervals_s`` value is not a (k, 2) array of finite seconds with
     start <= stop."""
     default = None
     if num_samples is not None:
-        default = np.array([[0.0, num_samples / float(sampling_frequency)]])
+        default = np.array([[t0_s, t0_s + num_samples / float(sampling_frequency)]])
     if "obs_intervals_s" not in table:
         if default is None:
             return None
@@ -277,7 +281,8 @@ def unit_groups(table: pd.DataFrame, groups: list[str] | None) -> list[str] | No
 def build_units(sorting: Sorting, table: pd.DataFrame, data_io, templates=None,
                 electrode_rows: np.ndarray | None = None, electrodes_table=None,
                 format_name: str = "", intervals=None, electrodes=None,
-                groups: list[str] | None = None, group_objects: dict | None = None):
+                groups: list[str] | None = None, group_objects: dict | None = None,
+                t0_s: float = 0.0):
     """The pynwb ``Units`` table for ``sorting`` with the columns of ``table``.
 
     ``templates`` (spikeviz Templates in µV, rows in the sorting's unit order, dense over their
@@ -286,7 +291,9 @@ def build_units(sorting: Sorting, table: pd.DataFrame, data_io, templates=None,
     ``intervals`` / ``electrodes``: (flat, ends) from :func:`obs_intervals` /
     :func:`unit_electrodes` (the templates' electrodes win). ``groups``: per unit the name of
     its group in ``group_objects`` (the file's ElectrodeGroups, by name), from
-    :func:`unit_groups`. ``data_io(array)`` wraps large arrays with compression.
+    :func:`unit_groups`. ``data_io(array)`` wraps large arrays with compression. ``t0_s``:
+    the time of sample 0 in seconds from session_start_time (spike times are
+    ``t0_s + sample / fs``).
     """
     from pynwb.misc import Units
 
@@ -295,7 +302,7 @@ def build_units(sorting: Sorting, table: pd.DataFrame, data_io, templates=None,
     ids = np.asarray(sorting.unit_ids)
     integer_ids = ids.dtype.kind in "iu" and (ids.size == 0 or int(ids.min()) >= 0)
     columns = []
-    times, ends = spike_times_s(sorting)
+    times, ends = spike_times_s(sorting, t0_s)
     spike_times = VectorData(name="spike_times", data=data_io(times),
                              description="Spike times of each unit, in seconds from the start "
                                          "of the recording (sample index / sampling rate).")

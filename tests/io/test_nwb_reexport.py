@@ -483,3 +483,45 @@ def test_computed_templates_win_over_those_of_the_file(tmp_path):
         assert b.units["waveform_mean"].data.shape == templates.data.shape != (1, 7, 4)
         np.testing.assert_allclose(b.units["waveform_mean"].data[:], templates.data * 1e-6,
                                    rtol=1e-5, atol=1e-12)
+
+
+def test_series_starting_time_is_written_back(tmp_path):
+    """Spike samples count from the series' first sample (t0 = starting_time); a re-export
+    puts every spike, the observation intervals and the series back at their original times
+    in the file's clock."""
+    from pynwb.ecephys import ElectricalSeries
+
+    f = NWBFile("t0", "t0-file", datetime(2024, 1, 1, tzinfo=UTC))
+    device = f.create_device("probe")
+    group = f.create_electrode_group("0", "shank", "CA1", device)
+    for i in range(4):
+        f.add_electrode(group=group, location="CA1", x=0.0, y=20.0 * i, z=0.0)
+    region = f.create_electrode_table_region(list(range(4)), "all")
+    data = (np.random.default_rng(0).normal(size=(60_000, 4)) * 50).astype("int16")
+    f.add_acquisition(ElectricalSeries(name="ElectricalSeries", data=data, electrodes=region,
+                                       rate=30_000.0, starting_time=100.0, conversion=1e-6))
+    f.add_unit(spike_times=[100.5, 101.0, 101.5], obs_intervals=[[100.0, 102.0]])
+    f.add_unit(spike_times=[100.25, 101.75], obs_intervals=[[100.0, 102.0]])
+    src = tmp_path / "t0.nwb"
+    with NWBHDF5IO(str(src), "w") as io:
+        io.write(f)
+    session = sv.load(src)
+    np.testing.assert_array_equal(session.sorting.spike_train(0), [15_000, 30_000, 45_000])
+    for include in (False, True):
+        out = tmp_path / f"re_{include}.nwb"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sv.export.to_nwb(session, out, include_recording=include)
+        with NWBHDF5IO(str(out), "r") as io:
+            back = io.read()
+            np.testing.assert_allclose(back.units["spike_times"][0], [100.5, 101.0, 101.5],
+                                       rtol=0, atol=1e-12)
+            np.testing.assert_allclose(back.units["obs_intervals"][1], [[100.0, 102.0]])
+            if include:
+                assert back.acquisition["ElectricalSeries"].starting_time == 100.0
+        again = sv.load(out, sampling_frequency=30_000.0)
+        # with the series, samples count from its first sample again; without one, from
+        # session_start_time (the times in seconds are the same either way)
+        shift = 0 if include else 3_000_000
+        np.testing.assert_array_equal(again.sorting.spike_train(1),
+                                      np.array([7_500, 52_500]) + shift)
