@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -128,8 +129,24 @@ def _kilosort_plan(session: Session, channels: dict) -> dict | None:
             "source": source}
 
 
+def _source_templates(session: Session):
+    """Templates the source file carried in µV (an NWB file's waveform_mean), as a dense
+    (units, samples, channels) holder in the sorting's unit order, or None."""
+    held = session.results.get("nwb_templates")
+    if held is None or getattr(held, "units", "") != "uV" or session.channel_ids is None:
+        return None
+    if not np.array_equal(np.asarray(held.unit_ids), session.sorting.unit_ids) or \
+            not np.array_equal(np.asarray(held.channel_ids), np.asarray(session.channel_ids)):
+        return None
+    data = np.stack([held.dense(i) for i in range(len(held.unit_ids))]) if \
+        len(held.unit_ids) else np.zeros((0, held.num_samples, len(held.channel_ids)))
+    return SimpleNamespace(data=data.astype(np.float32))
+
+
 def _computed_plan(session: Session, keep: np.ndarray, channels: dict, compute: bool) -> dict:
     templates = _results.templates(session, compute)
+    if templates is None:  # none computed: those the source file held, if any
+        templates = _source_templates(session)
     row = np.full(session.sorting.num_units, -1, dtype=np.int32)
     row[keep] = np.arange(keep.size)
     spike_templates = row[session.sorting.unit_index]
@@ -147,7 +164,11 @@ def _computed_plan(session: Session, keep: np.ndarray, channels: dict, compute: 
                 "amplitudes": _spike_property_amplitudes(session, spike_templates.size),
                 "templates": np.zeros((keep.size, samples, channels["ids"].size), np.float32)}
     full = np.asarray(templates.data, dtype=np.float32)[keep]
-    dense = full[:, :, channels["columns"]]
+    columns = channels["columns"]  # the templates' channel axis: the recording's, or
+    if columns is None:            # without one, the session's channel ids
+        lookup = {key: i for i, key in enumerate(np.asarray(session.channel_ids).tolist())}
+        columns = np.array([lookup[c] for c in channels["ids"].tolist()], dtype=np.int64)
+    dense = full[:, :, columns]
     template_ind = None
     data = dense
     if dense.shape[2] > MAX_TEMPLATE_CHANNELS:

@@ -597,3 +597,29 @@ def test_overwrite_never_deletes_files_a_phy_export_did_not_write(generated, tmp
     with pytest.raises(InputError, match="current folder"):
         sv.export.to_phy(session, ".", overwrite=True, raw=None)
     assert empty.is_dir() and list(empty.iterdir()) == []
+
+
+def test_templates_an_nwb_file_carried_become_the_phy_templates(generated, tmp_path):
+    """A session read from NWB with waveform_mean and no computed templates: the Phy export
+    writes those (µV) templates, not zeros, and phylib reads them back."""
+    pytest.importorskip("pynwb")
+    session = plain_session(generated)
+    session.cache_dir = None
+    nwb = sv.export.to_nwb(session, tmp_path / "t.nwb", compute=True)
+    back = sv.load(nwb)
+    held = back.results["nwb_templates"]
+    assert np.abs(held.data).max() > 10  # real waveforms, µV
+    out = write_phy(back, tmp_path / "phy", raw=None)
+    templates = np.load(out / "templates.npy")
+    assert np.abs(templates).max() > 10
+    model = load_model(out)
+    try:
+        for row in range(back.sorting.num_units):
+            expected = held.dense(row)
+            peak = int(np.argmax(np.ptp(expected, axis=0)))
+            got = model.get_template(row)
+            # phylib gives the template on its best channels, peak channel first
+            np.testing.assert_allclose(got.template[:, 0], expected[:, peak], atol=1e-3)
+            assert int(got.channel_ids[0]) == peak
+    finally:
+        model.close()
