@@ -17,6 +17,7 @@ Scaling to volts (``data * conversion * channel_conversion + offset``):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -114,6 +115,11 @@ def electrical_series(recording: Recording, electrodes_region, options: dict,
         conversion = 1e-6
         kwargs["channel_conversion"] = gains.astype(np.float32)
     offset = float(offsets[0]) * 1e-6 if offsets_per_channel(recording) is None else 0.0
+    if offsets_per_channel(recording) is not None:
+        warnings.warn("NWB export: the recording's offsets differ between channels; NWB's "
+                      "ElectricalSeries has one offset, so they go to an electrodes 'offset' "
+                      "column (volts) that SpikeInterface and spikeviz apply but the plain "
+                      "NWB formula (data * conversion + offset) does not", stacklevel=4)
     description = options.get("description") or (
         f"Extracellular traces as stored ({recording.dtype}, {recording.num_channels} "
         f"channels), written by spikeviz" + (f" from {source}" if source else "") + ". Volts = "

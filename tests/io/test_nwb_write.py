@@ -518,3 +518,22 @@ def test_unknown_mouse_electrode_location_is_warned_and_flagged(session, tmp_pat
         write_nwb(session, tmp_path / "loc.nwb", metadata)
     assert not any("location" in str(w.message) for w in caught)
     assert serious(inspect(tmp_path / "loc.nwb")) == []
+
+
+def test_per_channel_offsets_are_written_with_a_warning(tmp_path):
+    """NWB has one offset per series: per-channel offsets go to electrodes.offset (which
+    SpikeInterface applies) and the user is told that the plain NWB formula ignores them."""
+    session = small_session(gains_to_uv=[0.5] * 4, offsets_to_uv=[-10.0, 5.0, 0.0, 100.0])
+    with pytest.warns(UserWarning, match="offsets differ between channels"):
+        write_nwb(session, tmp_path / "o.nwb", include_recording=True)
+    uniform = small_session(gains_to_uv=[0.5] * 4, offsets_to_uv=[3.0] * 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_nwb(uniform, tmp_path / "u.nwb", include_recording=True)
+    assert not any("offsets differ" in str(w.message) for w in caught)
+    io, nwbfile = read(tmp_path / "o.nwb")
+    try:
+        np.testing.assert_allclose(nwbfile.electrodes["offset"][:],
+                                   [-10e-6, 5e-6, 0.0, 100e-6])
+    finally:
+        io.close()
