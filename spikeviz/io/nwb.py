@@ -286,6 +286,7 @@ def read_session(path: str | Path, sampling_frequency: float | None = None,
         clock = None if series is None else series_io.series_clock(series, where, path)
         base = _time_base(sampling_frequency, units, clock, path, units_where)
         results["nwb_time_base"] = base
+        results["nwb_metadata"] = tables.file_metadata(nwbfile)
 
         ids = tables.unit_ids(units, path, units_where)
         times_s, bounds = tables.spike_times_s(units, path, units_where)

@@ -319,3 +319,32 @@ def templates(units, ids: np.ndarray, table: pd.DataFrame, channel_ids: np.ndarr
                   f"the electrodes table nor the units' electrodes; templates are not read",
                   stacklevel=3)
     return None
+
+
+NWBFILE_FIELDS = ("session_description", "session_start_time", "experimenter", "institution",
+                  "lab", "experiment_description", "session_id", "keywords")
+SUBJECT_FIELDS = ("subject_id", "species", "sex", "age", "description", "strain", "genotype",
+                  "date_of_birth", "weight")
+
+
+def file_metadata(nwbfile) -> dict:
+    """The file's session and subject facts, shaped like the writer's metadata (``NWBFile``,
+    ``Subject``), so that an NWB → NWB conversion keeps them. Datetimes as ISO strings."""
+    def plain(value):
+        if hasattr(value, "isoformat"):
+            return value.isoformat()
+        if isinstance(value, (tuple, list, np.ndarray)):
+            return [str(v) for v in value]
+        return value
+
+    out = {"NWBFile": {}, "Subject": {}}
+    for key in NWBFILE_FIELDS:
+        value = getattr(nwbfile, key, None)
+        if value is not None and not (hasattr(value, "__len__") and len(value) == 0):
+            out["NWBFile"][key] = plain(value)
+    subject = getattr(nwbfile, "subject", None)
+    for key in SUBJECT_FIELDS if subject is not None else ():
+        value = getattr(subject, key, None)
+        if value is not None and value != "":
+            out["Subject"][key] = plain(value)
+    return out

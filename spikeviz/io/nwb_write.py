@@ -63,7 +63,7 @@ def write_nwb(session: Session, path: str | Path, metadata: dict | None = None,
     path = Path(path)
     if isinstance(metadata, str | Path):
         metadata = load_metadata(metadata)
-    meta = validate_metadata(metadata, source=session.source)
+    meta = _validated(session, metadata)
     data_io = _data_io_factory(compression, compression_level, chunk_mb)
     if include_recording:
         from .nwb_write_recording import check_recording
@@ -79,6 +79,44 @@ def write_nwb(session: Session, path: str | Path, metadata: dict | None = None,
     except OSError as err:
         raise InputError(f"could not write the NWB file: {err}", path=path) from err
     return path
+
+
+def _validated(session: Session, metadata: dict | None) -> dict:
+    """The user's metadata, completed from the source NWB file's session and subject facts
+    (an NWB → NWB conversion keeps them; the user's values win). A source value the checks
+    refuse (e.g. an age that is not ISO 8601) is dropped with a warning rather than blocking
+    the export; the user's own values are never dropped."""
+    source = session.results.get("nwb_metadata") if session.format == "nwb" else None
+    if not isinstance(source, dict):
+        return validate_metadata(metadata, source=session.source)
+    given = metadata or {}
+    if not isinstance(given, dict):
+        return validate_metadata(metadata, source=session.source)
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in given.items()}
+    taken = []
+    for section in ("NWBFile", "Subject"):
+        mine = merged.get(section)
+        if mine is not None and not isinstance(mine, dict):
+            return validate_metadata(metadata, source=session.source)
+        values = dict(mine or {})
+        for key, value in (source.get(section) or {}).items():
+            if key not in values:
+                values[key] = value
+                taken.append(f"{section}.{key}")
+        if values:
+            merged[section] = values
+    for _ in range(len(taken) + 1):
+        try:
+            return validate_metadata(merged, source=session.source)
+        except InputError as err:
+            if err.field not in taken:
+                raise
+            section, key = err.field.split(".", 1)
+            del merged[section][key]
+            taken.remove(err.field)
+            warnings.warn(f"NWB export: the source file's {err.field} was left out: "
+                          f"{err.message}", stacklevel=4)
+    return validate_metadata(merged, source=session.source)
 
 
 def start_time_s(session: Session) -> float:

@@ -525,3 +525,40 @@ def test_series_starting_time_is_written_back(tmp_path):
         shift = 0 if include else 3_000_000
         np.testing.assert_array_equal(again.sorting.spike_train(1),
                                       np.array([7_500, 52_500]) + shift)
+
+
+def test_session_and_subject_facts_of_the_source_file_are_kept(tmp_path):
+    """NWB → NWB keeps the source's session start, description and subject (the user's
+    metadata wins field by field); a source value the checks refuse is dropped, said."""
+    src = shared_path("nwb", "sub-4_ses-4_ecephys+image.nwb")
+    session = sv.load(shutil.copy(src, tmp_path / "src.nwb"), sampling_frequency=30_000.0)
+    out = tmp_path / "re.nwb"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sv.export.to_nwb(session, out, metadata={"Subject": {"subject_id": "P4"}})
+    with NWBHDF5IO(str(src), "r") as io_a, NWBHDF5IO(str(out), "r") as io_b:
+        a, b = io_a.read(), io_b.read()
+        assert b.session_start_time == a.session_start_time
+        assert b.session_description == a.session_description
+        assert b.lab == a.lab and b.experiment_description == a.experiment_description
+        assert (b.subject.species, b.subject.sex, b.subject.age) == \
+            (a.subject.species, a.subject.sex, a.subject.age)
+        assert b.subject.subject_id == "P4"  # the user's value wins
+        assert b.identifier != a.identifier  # a new file gets a new identifier
+
+    # a source age that is not ISO 8601: dropped with a warning, the export goes on
+    f = NWBFile("odd", "odd-1", datetime(2024, 1, 1, tzinfo=UTC))
+    from pynwb.file import Subject
+
+    f.subject = Subject(subject_id="s1", species="Mus musculus", sex="F", age="90 days")
+    f.units = Units(name="units")
+    f.add_unit(spike_times=[0.5, 1.0])
+    odd = tmp_path / "odd.nwb"
+    with NWBHDF5IO(str(odd), "w") as io:
+        io.write(f)
+    loaded = sv.load(odd, sampling_frequency=30_000.0)
+    with pytest.warns(UserWarning, match=r"Subject\.age was left out"):
+        sv.export.to_nwb(loaded, tmp_path / "odd_re.nwb")
+    with NWBHDF5IO(str(tmp_path / "odd_re.nwb"), "r") as io:
+        subject = io.read().subject
+        assert (subject.species, subject.sex, subject.age) == ("Mus musculus", "F", None)
