@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import shutil
-import warnings
 from datetime import UTC, datetime
 
 import h5py
@@ -15,6 +14,7 @@ import pytest
 from spikeviz.errors import InputError
 from spikeviz.io import nwb
 from tests.conftest import shared_path
+from tests.io.nwb_helpers import open_nwb
 
 pynwb = pytest.importorskip("pynwb")
 from pynwb import NWBHDF5IO, NWBFile  # noqa: E402
@@ -28,11 +28,6 @@ FS = 30_000.0
 REAL_NAME = "sub-4_ses-4_ecephys+image.nwb"
 
 
-def _pynwb_read(path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        io = NWBHDF5IO(str(path), "r")
-        return io, io.read()
 
 
 # -- the real file ----------------------------------------------------------------------------
@@ -48,7 +43,7 @@ def test_real_file_counts_ids_and_trains_match_pynwb(real):
     session = nwb.read_session(real, sampling_frequency=FS)
     sorting = session.sorting
     assert (sorting.num_units, sorting.num_spikes) == (35, 214_278)
-    io, nwbfile = _pynwb_read(real)
+    io, nwbfile = open_nwb(real)
     with io:
         units = nwbfile.units
         np.testing.assert_array_equal(sorting.unit_ids, units.id.data[:])
@@ -167,7 +162,7 @@ def test_rate_series_traces_in_microvolts_equal_pynwb_times_gains(with_series):
     session = nwb.read_session(path)
     rec = session.recording
     assert rec is not None and rec.sampling_frequency == FS
-    io, nwbfile = _pynwb_read(path)
+    io, nwbfile = open_nwb(path)
     with io:
         es = nwbfile.acquisition["ElectricalSeriesRaw"]
         stored = es.data[100:400]

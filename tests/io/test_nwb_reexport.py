@@ -19,6 +19,7 @@ from spikeviz.io import nwb
 from spikeviz.io.nwb_write import write_nwb
 from spikeviz.model import Session, Sorting
 from tests.conftest import shared_path
+from tests.io.nwb_helpers import open_nwb
 
 pynwb = pytest.importorskip("pynwb")
 from pynwb import NWBHDF5IO, NWBFile  # noqa: E402
@@ -32,11 +33,13 @@ META = {"NWBFile": {"session_start_time": "2024-05-01T10:00:00Z"}}
 REAL_NAME = "sub-4_ses-4_ecephys+image.nwb"
 
 
-def _pynwb(path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        io = NWBHDF5IO(str(path), "r")
-        return io, io.read()
+def _rewrite(session, tmp_path):
+    """``session`` written to ``tmp_path/out.nwb``; no column may be left out."""
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        out = write_nwb(session, tmp_path / "out.nwb", META)
+    _no_left_out_warning(record)
+    return out
 
 
 def _source_file(num_channels=6):
@@ -85,11 +88,8 @@ def intervals_file(tmp_path):
 def test_obs_intervals_and_electrodes_are_written_back(intervals_file, tmp_path):
     path, specs = intervals_file
     session = nwb.read_session(path, sampling_frequency=FS)
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
-        out = write_nwb(session, tmp_path / "out.nwb", META)
-    _no_left_out_warning(record)
-    io, nwbfile = _pynwb(out)
+    out = _rewrite(session, tmp_path)
+    io, nwbfile = open_nwb(out)
     with io:
         units = nwbfile.units
         names = list(nwbfile.electrodes["channel_name"][:])
@@ -124,7 +124,7 @@ def test_missing_intervals_get_the_whole_recording_and_bad_ones_are_refused(tmp_
                                       [np.array([[0.5, 1.0]]), None, np.zeros((0, 2))],
                                       dtype=object)}, index=[0, 1, 2]))
     out = write_nwb(Session(sorting), tmp_path / "ok.nwb", META)
-    io, nwbfile = _pynwb(out)
+    io, nwbfile = open_nwb(out)
     with io:
         intervals = nwbfile.units["obs_intervals"]
         np.testing.assert_array_equal(intervals[0], [[0.5, 1.0]])
@@ -152,7 +152,7 @@ def test_electrodes_that_cannot_be_written_and_other_arrays_warn(tmp_path):
     texts = " | ".join(str(w.message) for w in record)
     assert "'electrodes' left out: channel ids ['9']" in texts
     assert "'vector'" in texts and "not one number" in texts
-    io, nwbfile = _pynwb(out)
+    io, nwbfile = open_nwb(out)
     with io:
         assert "electrodes" not in nwbfile.units.colnames
         assert "vector" not in nwbfile.units.colnames
@@ -171,7 +171,7 @@ def test_single_channel_ids_and_missing_electrodes(tmp_path):
     sorting = Sorting.from_arrays([10, 20, 30], [0, 1, 2], FS, unit_table=table)
     session = Session(sorting, channel_ids=np.arange(4))
     out = write_nwb(session, tmp_path / "x.nwb", META)
-    io, nwbfile = _pynwb(out)
+    io, nwbfile = open_nwb(out)
     with io:
         region = nwbfile.units["electrodes"]
         assert [list(region[i].index) for i in range(3)] == [[3], [], [1, 0]]
@@ -199,11 +199,8 @@ def test_templates_read_from_nwb_are_written_back(tmp_path, sparse):
     path, mean, sd, rows = _waveform_file(tmp_path / "wf.nwb", sparse, rate=20_000.0)
     session = nwb.read_session(path, sampling_frequency=FS)
     assert session.sorting.num_samples is None  # no recording: templates cannot be computed
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
-        out = write_nwb(session, tmp_path / "out.nwb", META)
-    _no_left_out_warning(record)
-    io, nwbfile = _pynwb(out)
+    out = _rewrite(session, tmp_path)
+    io, nwbfile = open_nwb(out)
     with io:
         units = nwbfile.units
         np.testing.assert_allclose(units["waveform_mean"].data[:], mean, rtol=1e-5)
@@ -253,7 +250,7 @@ def test_padded_sparse_templates_are_written_dense_with_zeros(tmp_path):
     session = Session(sorting, channel_ids=np.arange(4),
                       results={"nwb_templates": templates})
     out = write_nwb(session, tmp_path / "x.nwb", META)
-    io, nwbfile = _pynwb(out)
+    io, nwbfile = open_nwb(out)
     with io:
         mean = nwbfile.units["waveform_mean"].data[:]
         assert mean.shape == (2, 10, 4)
@@ -270,7 +267,7 @@ def test_templates_of_other_units_are_left_out_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="left out: they do not cover every unit"):
         out = write_nwb(Session(merged, channel_ids=session.channel_ids,
                                 results=session.results), tmp_path / "out.nwb", META)
-    io, nwbfile = _pynwb(out)
+    io, nwbfile = open_nwb(out)
     with io:
         assert "waveform_mean" not in nwbfile.units.colnames
 
@@ -284,7 +281,7 @@ def test_templates_replace_differing_unit_electrodes_with_a_warning(tmp_path):
                       results=session.results)
     with pytest.warns(UserWarning, match="'electrodes' are replaced by the channels"):
         out = write_nwb(changed, tmp_path / "out.nwb", META)
-    io, nwbfile = _pynwb(out)
+    io, nwbfile = open_nwb(out)
     with io:
         assert list(nwbfile.units["electrodes"][0].index) == [4, 5]
 
@@ -354,8 +351,8 @@ def test_real_file_reexports_identically(real, tmp_path):
             else:
                 assert x == y or (pd.isna(x) and pd.isna(y)), (name, unit_id)
     # and the file itself, against pynwb's view of the original
-    io_a, nwb_a = _pynwb(real)
-    io_b, nwb_b = _pynwb(out)
+    io_a, nwb_a = open_nwb(real)
+    io_b, nwb_b = open_nwb(out)
     with io_a, io_b:
         ua, ub = nwb_a.units, nwb_b.units
         np.testing.assert_array_equal(ub.id[:], ua.id[:])
@@ -394,11 +391,8 @@ def test_electrode_groups_locations_and_columns_are_carried_over(tmp_path):
     nwbfile.units = units
     session = nwb.read_session(_save(nwbfile, tmp_path / "src.nwb"), sampling_frequency=FS)
     assert session.sorting.unit_table["electrode_group"].tolist() == ["shank1"]
-    with warnings.catch_warnings(record=True) as record:
-        warnings.simplefilter("always")
-        out = write_nwb(session, tmp_path / "out.nwb", META)
-    _no_left_out_warning(record)
-    io, back = _pynwb(out)
+    out = _rewrite(session, tmp_path)
+    io, back = open_nwb(out)
     with io:
         assert {n: g.location for n, g in back.electrode_groups.items()} == {
             "shank0": "VISp", "shank1": "CA1"}  # the most common location of its channels
@@ -415,7 +409,7 @@ def test_electrode_groups_locations_and_columns_are_carried_over(tmp_path):
     # metadata still wins for what it names
     meta = {**META, "Ecephys": {"ElectrodeGroup": [{"name": "shank1", "location": "LGd"}]}}
     out = write_nwb(session, tmp_path / "meta.nwb", meta)
-    io, back = _pynwb(out)
+    io, back = open_nwb(out)
     with io:
         assert back.electrode_groups["shank1"].location == "LGd"
         assert list(back.electrodes["location"][:]) == ["VISp", "VISp", "LGd", "LGd"]
@@ -442,7 +436,7 @@ def test_recording_read_from_nwb_keeps_its_group_names(tmp_path):
     session = nwb.read_session(_save(nwbfile, tmp_path / "src.nwb"))
     assert session.recording.channel_ids.tolist() == [0, 2, 3, 4]
     out = write_nwb(session, tmp_path / "out.nwb", META, include_recording=True)
-    io, back = _pynwb(out)
+    io, back = open_nwb(out)
     with io:
         assert list(back.electrodes["group_name"][:]) == ["left", "right", "right", "right"]
         assert list(back.electrodes["channel_name"][:]) == ["0", "2", "3", "4"]
@@ -451,7 +445,7 @@ def test_recording_read_from_nwb_keeps_its_group_names(tmp_path):
     # groups that no longer match the recording's: the recording's own, named by number
     session.recording.channel_groups = np.array([0, 0, 1, 1])
     out = write_nwb(session, tmp_path / "regrouped.nwb", META)
-    io, back = _pynwb(out)
+    io, back = open_nwb(out)
     with io:
         assert list(back.electrodes["group_name"][:]) == ["0", "0", "1", "1"]
     del session
@@ -475,8 +469,8 @@ def test_computed_templates_win_over_those_of_the_file(tmp_path):
     assert session.results["nwb_templates"].data.shape == (1, 7, 4)
     kept = write_nwb(session, tmp_path / "kept.nwb", META)  # nothing computed: the file's
     computed = write_nwb(session, tmp_path / "computed.nwb", META, compute=True)
-    io_a, a = _pynwb(kept)
-    io_b, b = _pynwb(computed)
+    io_a, a = open_nwb(kept)
+    io_b, b = open_nwb(computed)
     with io_a, io_b:
         np.testing.assert_allclose(a.units["waveform_mean"].data[:], 1e-5, rtol=1e-6)
         templates = session.compute("templates")
