@@ -1,0 +1,410 @@
+"""The work behind the export panel: what is exported, where it goes, how each format is written.
+
+Everything here runs without a browser (the panel calls :func:`run_export` in a thread; tests
+call it directly). What is exported is always the *current curated* session
+(:func:`curated_session`): ``curation.sorting`` with the original session's recording, channel
+information, source facts and cache folder.
+
+Files go under one output folder only (the user never types a server path); names are
+``<source stem>_curated.<ext>`` and an existing name gets a numeric suffix (``_2``, ``_3``,
+...): nothing is ever overwritten. Each file is written atomically (a temporary name, then a
+rename), so a failed job leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import tempfile
+import threading
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import atomic_file
+from ..errors import InputError
+from ..model.curation import Curation
+from ..model.session import Session
+
+Progress = Callable[[str, float], None] | None
+
+KINDS = ("nwb", "hdf5", "phy", "curation", "metrics_csv", "metrics_parquet", "view_html",
+         "view_png")
+HDF5_STYLES = ("ragged", "raster", "group", "paired")
+TIME_UNITS = ("s", "ms", "samples")
+CHROMIUM = Path("/usr/bin/chromium")
+
+# Exports run one at a time per server process: warnings are captured per job (Python's
+# warning machinery is process-wide) and two heavy writers would only fight for the disk.
+_JOB_LOCK = threading.Lock()
+
+
+@dataclass
+class ExportResult:
+    """What a job wrote: ``path`` (file or folder), ``download`` (one file to hand to the
+    browser: the file itself, or a zip of a folder), a one-line ``message`` and the writer's
+    ``warnings`` (text)."""
+
+    kind: str
+    path: Path
+    download: Path
+    message: str
+    warnings: list[str] = field(default_factory=list)
+
+
+# -- what is exported --------------------------------------------------------------------------
+def curated_session(session: Session, curation: Curation) -> Session:
+    """The current curated session: ``curation.sorting`` (labels in its ``label`` column, tags
+    in ``tags``) with the original's recording, channels, source, format and cache folder.
+
+    The results read with the source are passed on: the writers use them only where they
+    still fit (KiloSort templates follow each spike's ``template_index``, which a curation
+    keeps; NWB templates only when they cover exactly the current unit ids). Computed results
+    are keyed by the spikes, so those of the original sorting are reused while the spikes are
+    unchanged (labels only) and recomputed for a merged/split sorting (``compute=True``)."""
+    if curation.original is not session.sorting and \
+            curation.original.spikes_hash() != session.sorting.spikes_hash():
+        raise InputError("the curation belongs to another sorting than the session's",
+                         field="curation")
+    return Session(curation.sorting, session.recording, source=session.source,
+                   format=session.format, channel_ids=session.channel_ids,
+                   channel_locations_um=session.channel_locations_um,
+                   results=dict(session.results), cache_dir=session.cache_dir,
+                   filter_band_hz=session.filter_band_hz, n_jobs=session.n_jobs)
+
+
+def unit_frame(session: Session, curation: Curation, curated: Session | None = None,
+               compute: bool = False) -> pd.DataFrame:
+    """The unit table of the current curated units (labels, counts, rates, amplitudes,
+    metrics): ``curated_analysis(session, curation).unit_frame()``; before that module exists,
+    the unit table + quality metrics + spike counts and rates of the curated session."""
+    try:
+        from ..model.curated import curated_analysis
+    except ImportError:
+        from ..io._results import unit_columns
+
+        curated = curated or curated_session(session, curation)
+        sorting = curated.sorting
+        table = unit_columns(curated, compute)
+        counts = sorting.spike_counts().reindex(table.index).to_numpy()
+        duration = sorting.duration_s
+        table = table.drop(columns=["num_spikes", "firing_rate_hz"], errors="ignore")
+        table.insert(0, "num_spikes", counts)
+        table.insert(1, "firing_rate_hz", counts / duration if duration else np.nan)
+        return table
+    return curated_analysis(session, curation).unit_frame()
+
+
+def parquet_engine() -> str | None:
+    """'pyarrow' or 'fastparquet' when one is installed, else None."""
+    for name in ("pyarrow", "fastparquet"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return None
+
+
+def png_available() -> bool:
+    """PNGs of views are rendered by a headless Chromium through Playwright."""
+    return CHROMIUM.exists() and importlib.util.find_spec("playwright") is not None
+
+
+# -- where files go ----------------------------------------------------------------------------
+def default_output_dir(session: Session) -> Path:
+    """``exports/`` in the session's cache folder (beside the curation log), else a new
+    temporary folder (in-memory sessions)."""
+    folder = session.analysis.cache.folder
+    if folder is not None:
+        out = Path(folder) / "exports"
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            return out
+        except OSError:
+            pass
+    return Path(tempfile.mkdtemp(prefix="spikeviz-exports-"))
+
+
+def source_stem(session: Session) -> str:
+    """A safe file-name stem from the session's source ("session" when it has none)."""
+    source = session.source or session.sorting.source or ""
+    stem = Path(source).stem if source and not Path(source).is_dir() else Path(source).name
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")
+    return stem[:80] or "session"
+
+
+def unique_path(folder: Path, name: str, also: tuple[str, ...] = ()) -> Path:
+    """``folder/name``, or with ``_2``, ``_3``, ... before the suffix when that exists (or when
+    the same stem with one of the suffixes ``also`` exists, e.g. a folder's zip)."""
+    base = Path(name)
+    stem, suffix = (base.name, "") if not base.suffix else (base.stem, base.suffix)
+    for i in range(1, 10_000):
+        candidate = f"{stem}{'' if i == 1 else f'_{i}'}"
+        path = folder / f"{candidate}{suffix}"
+        if not path.exists() and not any((folder / f"{candidate}{s}").exists() for s in also):
+            return path
+    raise InputError("too many exports with this name; clear the folder", path=folder / name)
+
+
+def inside(folder: Path, path: Path) -> bool:
+    folder, path = Path(folder).resolve(), Path(path).resolve()
+    return path == folder or folder in path.parents
+
+
+# -- NWB metadata from the form ----------------------------------------------------------------
+def nwb_metadata(form: Mapping) -> dict:
+    """The neuroconv-shaped metadata dict from the form's flat values (empty ones left out),
+    validated with :func:`spikeviz.io.nwb_write_metadata.validate_metadata` (InputError
+    naming the field otherwise). ``session_start_time`` is a timezone-aware datetime or an
+    ISO 8601 string; ``experimenter`` may hold several names separated by ``;``."""
+    from ..io.nwb_write_metadata import validate_metadata
+
+    def text(key):
+        value = form.get(key)
+        if value is None:
+            return None
+        value = str(value).strip() if not hasattr(value, "isoformat") else value
+        return value or None
+
+    nwbfile, subject = {}, {}
+    for key in ("session_description", "institution", "lab", "session_start_time"):
+        if (value := text(key)) is not None:
+            nwbfile[key] = value
+    if (names := text("experimenter")) is not None:
+        nwbfile["experimenter"] = [n.strip() for n in names.split(";") if n.strip()]
+    for key in ("subject_id", "species", "sex", "age"):
+        if (value := text(key)) is not None:
+            subject[key] = value
+    metadata = {"NWBFile": nwbfile}
+    if subject:
+        metadata["Subject"] = subject
+    with warnings.catch_warnings():  # a missing start time is said by the panel itself
+        warnings.simplefilter("ignore", UserWarning)
+        validate_metadata(metadata)
+    return metadata
+
+
+# -- the jobs ----------------------------------------------------------------------------------
+def run_export(kind: str, session: Session, curation: Curation, output_dir: str | Path,
+               options: Mapping | None = None, progress: Progress = None,
+               views: Mapping | None = None, curated: Session | None = None) -> ExportResult:
+    """Write one export of the current curated session under ``output_dir``.
+
+    ``kind``: one of :data:`KINDS`. ``options``: ``metadata`` (the NWB form's values, see
+    :func:`nwb_metadata`), ``include_recording`` (NWB), ``style`` / ``time_unit`` (HDF5),
+    ``compute`` (compute missing templates/metrics of the curated units, default True),
+    ``view`` (the name of the view in ``views`` for ``view_html``/``view_png``).
+    ``progress(step, fraction)`` is called as the work advances, ``("done", 1.0)`` last.
+    """
+    if kind not in KINDS:
+        raise InputError(f"unknown export {kind!r}; expected one of {', '.join(KINDS)}",
+                         field="kind")
+    options = dict(options or {})
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        raise InputError("the output folder does not exist", path=folder)
+    report = progress or (lambda step, fraction: None)
+    with _JOB_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        report("start", 0.0)
+        if curated is None:
+            curated = curated_session(session, curation)
+        analysis = curated.analysis
+        analysis.progress = lambda name, fraction: report(f"computing {name}", fraction)
+        try:
+            result = _WRITERS[kind](session, curation, curated, folder, options, report, views)
+        finally:
+            analysis.progress = None
+        if not inside(folder, result.path) or not inside(folder, result.download):
+            raise RuntimeError(f"an export escaped its folder: {result.path}")
+        report("done", 1.0)
+    result.warnings = list(dict.fromkeys(str(w.message) for w in caught))
+    return result
+
+
+def _nwb(session, curation, curated, folder, options, report, views) -> ExportResult:
+    from ..export import to_nwb
+
+    metadata = nwb_metadata(options.get("metadata") or {})
+    path = unique_path(folder, f"{source_stem(session)}_curated.nwb")
+    to_nwb(curated, path, metadata=metadata,
+           include_recording=bool(options.get("include_recording")) and
+           curated.recording is not None,
+           compute=options.get("compute", True), progress=report)
+    return ExportResult("nwb", path, path, f"NWB file of {curated.sorting.num_units} units")
+
+
+def _hdf5(session, curation, curated, folder, options, report, views) -> ExportResult:
+    from ..export import to_hdf5
+
+    style = options.get("style", "ragged")
+    time_unit = options.get("time_unit", "s")
+    if style not in HDF5_STYLES:
+        raise InputError(f"style must be one of {', '.join(HDF5_STYLES)}", field="style")
+    if time_unit not in TIME_UNITS:
+        raise InputError(f"time unit must be one of {', '.join(TIME_UNITS)}", field="time_unit")
+    path = unique_path(folder, f"{source_stem(session)}_curated.h5")
+    to_hdf5(curated, path, style=style, time_unit=time_unit,
+            compute=options.get("compute", True), progress=report)
+    return ExportResult("hdf5", path, path, f"HDF5 file ({style}, times in {time_unit})")
+
+
+def _phy(session, curation, curated, folder, options, report, views) -> ExportResult:
+    from ..export import to_phy
+
+    path = unique_path(folder, f"{source_stem(session)}_curated_phy", also=(".zip",))
+    zip_path = path.with_name(path.name + ".zip")
+
+    def scaled(step, fraction):  # the folder is 90 % of the work, its zip the rest
+        report(step, 0.9 * fraction)
+
+    to_phy(curated, path, raw=options.get("raw", "link"),
+           compute=options.get("compute", True), progress=scaled)
+    try:
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        with atomic_file(zip_path, suffix=".zip") as tmp, \
+                zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+            for i, file in enumerate(files):
+                archive.write(file, Path(path.name) / file.relative_to(path))
+                report("zip", 0.9 + 0.1 * (i + 1) / max(len(files), 1))
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)  # the job failed: leave nothing behind
+        raise
+    return ExportResult("phy", path, zip_path, "Phy folder (download: zip)")
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _curation(session, curation, curated, folder, options, report, views) -> ExportResult:
+    try:
+        document = curation.to_spikeinterface_curation()
+        how = "one curation dict"
+    except InputError:
+        document = curation.to_spikeinterface_curation_steps()
+        how = f"{len(document)} sequential steps (apply_curation(sorting, steps))"
+    text = json.dumps(document, indent=2, default=_json_default)
+    path = unique_path(folder, f"{source_stem(session)}_curation.json")
+    with atomic_file(path, suffix=".json") as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
+    return ExportResult("curation", path, path,
+                        f"SpikeInterface curation format v2: {how}")
+
+
+def _metrics(session, curation, curated, folder, options, report, views,
+             parquet=False) -> ExportResult:
+    frame = unit_frame(session, curation, curated, compute=options.get("compute", True))
+    report("metrics", 0.5)
+    if parquet:
+        engine = parquet_engine()
+        if engine is None:
+            raise InputError("Parquet needs pyarrow or fastparquet, and neither is installed "
+                             "on the server (pip install pyarrow); export CSV instead",
+                             field="format")
+        path = unique_path(folder, f"{source_stem(session)}_curated_units.parquet")
+        with atomic_file(path, suffix=".parquet") as tmp:
+            frame.to_parquet(tmp, engine=engine)
+    else:
+        path = unique_path(folder, f"{source_stem(session)}_curated_units.csv")
+        with atomic_file(path, suffix=".csv") as tmp:
+            frame.to_csv(tmp)
+    return ExportResult("metrics", path, path,
+                        f"unit table of {len(frame)} units, {len(frame.columns)} columns")
+
+
+def _metrics_parquet(*args) -> ExportResult:
+    return _metrics(*args, parquet=True)
+
+
+def _view(views, options):
+    name = options.get("view")
+    if not views or name not in views:
+        known = ", ".join(map(str, views or {})) or "none"
+        raise InputError(f"no view named {name!r} (views: {known})", field="view")
+    return str(name), views[name]
+
+
+def save_view_html(obj, path: Path, title: str) -> None:
+    """A standalone HTML file of ``obj`` (a View, a Panel object or a HoloViews object) with
+    BokehJS and Panel's scripts inlined: it opens offline and stays interactive (pan, zoom,
+    hover); a few Panel stylesheets come from its CDN when online."""
+    import panel as pn
+    from bokeh.resources import INLINE
+
+    viewable = pn.panel(obj)
+    before = set(getattr(viewable, "_models", {}))
+    try:
+        viewable.save(str(path), resources=INLINE, title=title, embed=False)
+    finally:  # drop the models built for the file (they would follow the live session)
+        models = getattr(viewable, "_models", {})
+        for ref in set(models) - before:
+            try:
+                viewable._cleanup(models[ref][0])
+            except Exception:
+                pass
+
+
+def _view_name(session, name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "view"
+    return f"{source_stem(session)}_{safe}"
+
+
+def _view_html(session, curation, curated, folder, options, report, views) -> ExportResult:
+    name, obj = _view(views, options)
+    path = unique_path(folder, f"{_view_name(session, name)}.html")
+    with atomic_file(path, suffix=".html") as tmp:
+        save_view_html(obj, tmp, title=name)
+    return ExportResult("view_html", path, path,
+                        f"view {name!r} as interactive HTML (opens offline)")
+
+
+def render_png(html_path: Path, png_path: Path, width: int = 1400, height: int = 900) -> None:
+    """Screenshot of a standalone HTML file in headless Chromium (Playwright), once BokehJS
+    has rendered every root."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as play:
+        browser = play.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                       args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(html_path.resolve().as_uri())
+            page.wait_for_function(
+                "() => window.Bokeh && Bokeh.documents.length > 0 && "
+                "Bokeh.documents.every(d => d.is_idle)", timeout=60_000)
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(png_path), full_page=True)
+        finally:
+            browser.close()
+
+
+def _view_png(session, curation, curated, folder, options, report, views) -> ExportResult:
+    if not png_available():
+        raise InputError("PNG export needs Chromium and Playwright on the server; use the "
+                         "plot's save tool (toolbar) or export the view as HTML",
+                         field="format")
+    name, obj = _view(views, options)
+    path = unique_path(folder, f"{_view_name(session, name)}.png")
+    with tempfile.TemporaryDirectory(prefix="spikeviz-view-") as scratch:
+        html = Path(scratch) / "view.html"
+        save_view_html(obj, html, title=name)
+        report("render", 0.3)
+        with atomic_file(path, suffix=".png") as tmp:
+            render_png(html, tmp)
+    return ExportResult("view_png", path, path, f"view {name!r} as PNG")
+
+
+_WRITERS = {"nwb": _nwb, "hdf5": _hdf5, "phy": _phy, "curation": _curation,
+            "metrics_csv": _metrics, "metrics_parquet": _metrics_parquet,
+            "view_html": _view_html, "view_png": _view_png}
