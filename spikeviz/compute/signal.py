@@ -7,10 +7,18 @@ band-passed and in µV: it reads ``margin`` extra samples on each side (clipped 
 recording), filters forward and backward (zero phase) with a Butterworth filter in
 second-order sections, and cuts the margins off. Results therefore do not depend on where
 the windows fall, up to the filter's decay over the margin (documented per parameter).
+
+Display helpers (used by the Traces view, pure numpy/numba): :func:`column_edges` and
+:func:`minmax_envelope` reduce a window to the exact min/max of every pixel column;
+:func:`sosfiltfilt_f32` is a float32 zero-phase Butterworth (same result as
+``scipy.signal.sosfiltfilt`` with odd padding, several times faster);
+:func:`common_median_reference` subtracts the median across channels of every sample;
+:func:`envelope_image` draws envelopes of many channels into one count image.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from scipy import signal
 
@@ -72,3 +80,232 @@ def filtered_reader(read_raw, num_samples: int, sampling_frequency: float, gains
         return out[start_sample - lo:end_sample - lo].astype(np.float32)
 
     return read
+
+
+# -- display helpers ----------------------------------------------------------------------------
+def column_edges(num_samples: int, n_columns: int) -> np.ndarray:
+    """Sample edges (int64, ``n_columns + 1`` values from 0 to ``num_samples``) of pixel
+    columns: column k holds samples ``[edges[k], edges[k + 1])``. ``n_columns`` is clipped to
+    ``[1, num_samples]`` so that every column holds at least one sample."""
+    n_columns = max(1, min(int(n_columns), int(num_samples))) if num_samples > 0 else 1
+    return (np.arange(n_columns + 1, dtype=np.int64) * int(num_samples)) // n_columns
+
+
+@numba.njit(cache=True, nogil=True)
+def _envelope(traces, edges, mins, maxs):
+    n_cols = edges.shape[0] - 1
+    n_ch = traces.shape[1]
+    for k in range(n_cols):
+        a, b = edges[k], edges[k + 1]
+        lo = mins[k]
+        hi = maxs[k]
+        for j in range(n_ch):
+            lo[j] = traces[a, j]
+            hi[j] = traces[a, j]
+        for t in range(a + 1, b):
+            row = traces[t]
+            for j in range(n_ch):
+                v = row[j]
+                lo[j] = min(lo[j], v)
+                hi[j] = max(hi[j], v)
+
+
+def minmax_envelope(traces: np.ndarray, n_columns: int, columns=None):
+    """Exact min and max of every pixel column of ``traces`` (samples, channels).
+
+    Returns ``(mins, maxs, edges)``: two (columns, channels) arrays of ``traces``' dtype and the
+    column edges of :func:`column_edges` (column k covers samples ``edges[k]:edges[k+1]``).
+    ``columns``: channel positions to reduce, in output order (default: all). Works on a
+    memmap slice without copying it; no sample is skipped, so a one-sample spike always
+    reaches its column's min or max.
+    """
+    traces = np.asarray(traces)
+    if traces.ndim != 2:
+        raise InputError(f"traces must be (samples, channels), got shape {traces.shape}",
+                         field="traces")
+    columns = np.arange(traces.shape[1], dtype=np.int64) if columns is None else \
+        np.asarray(columns, dtype=np.int64)
+    n = traces.shape[0]
+    edges = column_edges(n, n_columns)
+    k = edges.size - 1
+    mins = np.zeros((k if n else 0, columns.size), dtype=traces.dtype)
+    maxs = mins.copy()
+    if n == 0 or columns.size == 0:
+        return mins, maxs, edges if n else np.zeros(1, np.int64)
+    # reduce in storage order (a contiguous block is a view, never a copy), then reorder
+    order = np.argsort(columns, kind="stable")
+    stored = columns[order]
+    if stored[0] >= 0 and np.all(np.diff(stored) == 1):
+        block = traces[:, stored[0]:stored[-1] + 1]
+    else:
+        block = traces[:, stored]
+    if not block.dtype.isnative:
+        block = block.astype(block.dtype.newbyteorder("="))
+    if block.strides[1] != block.itemsize:
+        block = np.ascontiguousarray(block)
+    _envelope(block, edges, mins, maxs)
+    if np.any(order != np.arange(order.size)):
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(order.size)
+        mins, maxs = mins[:, inverse], maxs[:, inverse]
+    return mins, maxs, edges
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _sos_pass_cascade(sos, zi, data, reverse):
+    """Like scipy.signal.sosfilt(sos, data, axis=0, zi=zi * first_input), in place: every
+    section starts from its steady state scaled by the first input sample."""
+    n, m = data.shape
+    if n == 0:
+        return data
+    n_sec = sos.shape[0]
+    first_row = n - 1 if reverse else 0
+    z1 = np.empty((n_sec, m), np.float64)
+    z2 = np.empty((n_sec, m), np.float64)
+    for s in range(n_sec):
+        for c in range(m):
+            z1[s, c] = zi[s, 0] * data[first_row, c]
+            z2[s, c] = zi[s, 1] * data[first_row, c]
+    x = np.empty(m, np.float64)
+    for i in range(n):
+        t = n - 1 - i if reverse else i
+        row = data[t]
+        for c in range(m):
+            x[c] = row[c]
+        for s in range(n_sec):
+            b0, b1, b2, a1, a2 = sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5]
+            za = z1[s]
+            zb = z2[s]
+            for c in range(m):
+                xc = x[c]
+                y = b0 * xc + za[c]
+                za[c] = b1 * xc - a1 * y + zb[c]
+                zb[c] = b2 * xc - a2 * y
+                x[c] = y
+        for c in range(m):
+            row[c] = x[c]
+    return data
+
+
+def sosfiltfilt_f32(sos: np.ndarray, traces: np.ndarray, padlen: int | None = None) -> np.ndarray:
+    """Zero-phase filter of ``traces`` (samples, channels) along time, float32 out.
+
+    Same result (up to float32 rounding) as ``scipy.signal.sosfiltfilt(sos, traces, axis=0,
+    padtype="odd", padlen=padlen)``; ``padlen`` defaults to scipy's and is clipped to the
+    window. ``sos``: e.g. :func:`butter_sos`.
+    """
+    sos = np.asarray(sos, dtype=np.float64)
+    x = np.asarray(traces, dtype=np.float32)
+    n = x.shape[0]
+    if padlen is None:
+        padlen = 3 * (2 * len(sos) + 1 - min((sos[:, 2] == 0).sum(), (sos[:, 5] == 0).sum()))
+    padlen = max(0, min(int(padlen), n - 1))
+    ext = np.empty((n + 2 * padlen, x.shape[1]), dtype=np.float32)
+    ext[padlen:padlen + n] = x
+    if padlen:
+        ext[:padlen] = 2 * x[0] - x[padlen:0:-1]
+        ext[padlen + n:] = 2 * x[-1] - x[-2:-padlen - 2:-1]
+    zi = signal.sosfilt_zi(sos)
+    _sos_pass_cascade(sos, zi, ext, False)
+    _sos_pass_cascade(sos, zi, ext, True)
+    return ext[padlen:padlen + n]
+
+
+@numba.njit(cache=True, nogil=True)
+def _select(buf, lo, hi, k):
+    """Rearrange ``buf[lo:hi+1]`` so that ``buf[k]`` is its k-th smallest (quickselect)."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        # median of three as the pivot
+        if buf[mid] < buf[lo]:
+            buf[mid], buf[lo] = buf[lo], buf[mid]
+        if buf[hi] < buf[lo]:
+            buf[hi], buf[lo] = buf[lo], buf[hi]
+        if buf[hi] < buf[mid]:
+            buf[hi], buf[mid] = buf[mid], buf[hi]
+        pivot = buf[mid]
+        i, j = lo, hi
+        while i <= j:
+            while buf[i] < pivot:
+                i += 1
+            while buf[j] > pivot:
+                j -= 1
+            if i <= j:
+                buf[i], buf[j] = buf[j], buf[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return
+
+
+@numba.njit(cache=True, nogil=True)
+def _cmr(traces, out):
+    n, m = traces.shape
+    buf = np.empty(m, np.float32)
+    half = m // 2
+    for t in range(n):
+        for c in range(m):
+            buf[c] = traces[t, c]
+        _select(buf, 0, m - 1, half)
+        med = buf[half]
+        if m % 2 == 0:  # mean of the two middle values: the largest of the lower half
+            lower = buf[0]
+            for c in range(1, half):
+                lower = max(lower, buf[c])
+            med = np.float32(0.5) * (med + lower)
+        for c in range(m):
+            out[t, c] = traces[t, c] - med
+
+
+def common_median_reference(traces: np.ndarray) -> np.ndarray:
+    """``traces`` (samples, channels) minus, at every sample, the median across channels;
+    float32 out (SpikeInterface's ``common_reference(reference="global",
+    operator="median")``)."""
+    x = np.ascontiguousarray(traces, dtype=np.float32)
+    out = np.empty_like(x)
+    if x.size:
+        _cmr(x, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _draw_envelopes(mins, maxs, baseline, scale, y0, y1, image):
+    height = image.shape[0]
+    n_cols, n_ch = mins.shape
+    per_y = height / (y1 - y0)
+    for c in range(n_ch):
+        prev_lo = 0
+        prev_hi = -1
+        for k in range(n_cols):
+            lo = int(np.floor((baseline[c] + mins[k, c] * scale - y0) * per_y))
+            hi = int(np.floor((baseline[c] + maxs[k, c] * scale - y0) * per_y))
+            if k > 0:  # join the previous column: no gap in a steep edge
+                lo, hi = min(lo, prev_hi), max(hi, prev_lo)
+            prev_lo = int(np.floor((baseline[c] + mins[k, c] * scale - y0) * per_y))
+            prev_hi = int(np.floor((baseline[c] + maxs[k, c] * scale - y0) * per_y))
+            lo = max(lo, 0)
+            hi = min(hi, height - 1)
+            for j in range(lo, hi + 1):
+                image[j, k] += 1
+
+
+def envelope_image(mins, maxs, baseline, scale: float, y_range, height: int) -> np.ndarray:
+    """Draw the envelopes of many channels into one (height, columns) uint32 count image.
+
+    Channel c is drawn at ``y = baseline[c] + value * scale``; image row 0 is at the bottom
+    (``y_range[0]``), row ``height - 1`` at the top. A pixel counts the channels whose
+    envelope covers it in that column; each column is joined to the previous one so steep
+    edges stay connected. ``mins``/``maxs``: (columns, channels) from :func:`minmax_envelope`.
+    """
+    mins = np.asarray(mins, dtype=np.float32)
+    maxs = np.asarray(maxs, dtype=np.float32)
+    image = np.zeros((max(int(height), 1), mins.shape[0]), dtype=np.uint32)
+    y0, y1 = float(y_range[0]), float(y_range[1])
+    if mins.size and y1 > y0:
+        _draw_envelopes(mins, maxs, np.asarray(baseline, dtype=np.float64), float(scale),
+                        y0, y1, image)
+    return image
