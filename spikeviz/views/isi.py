@@ -1,0 +1,225 @@
+"""ISI and firing rate: inter-spike-interval histograms and firing rate over time.
+
+For the selected units (selection order, at most ``max_units``), overlaid in the unit colours:
+
+- the ISI histogram: linear bins are exactly :func:`spikeviz.compute.isi_histograms` on the
+  current curated sorting (``isi_bin_ms`` wide over ``[0, isi_window_ms]``); log bins are
+  ``num_log_bins`` geometric bins from ``min(isi_bin_ms, 0.1 ms)`` to ``isi_window_ms``,
+  counted with ``numpy.histogram`` on the same intervals (consecutive spikes of a unit,
+  samples / fs, in ms). The share of intervals shorter than ``refractory_ms`` (ISI
+  violations, % of all intervals of the unit) is printed per unit, and the refractory period
+  is shaded.
+- the firing rate over time: :func:`spikeviz.compute.firing_rates` (``rate_bin_s`` bins over
+  the whole recording), drawn as steps; its x range follows ``selection.time_window_s``.
+"""
+
+from __future__ import annotations
+
+import html
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from .. import compute
+from .base import View
+from .colors import unit_colors
+from .correlograms import REFRACTORY_COLOR, _ensure_bokeh_backend, present_units
+
+
+def intervals_ms(sorting, unit_id) -> np.ndarray:
+    """Intervals between consecutive spikes of ``unit_id`` (float64 ms)."""
+    train = sorting.spike_train(unit_id)
+    return np.diff(train).astype(np.float64) * (1e3 / sorting.sampling_frequency)
+
+
+def isi_violation_percent(sorting, unit_id, refractory_ms: float) -> float:
+    """Percentage of ``unit_id``'s inter-spike intervals shorter than ``refractory_ms``
+    (NaN when the unit has fewer than 2 spikes)."""
+    train = sorting.spike_train(unit_id)
+    if train.size < 2:
+        return float("nan")
+    limit = refractory_ms * 1e-3 * sorting.sampling_frequency  # samples
+    return float(np.count_nonzero(np.diff(train) < limit) * 100.0 / (train.size - 1))
+
+
+class ISIView(View):
+    """ISI histograms and firing rate over time of the selected units (reads only).
+
+    Exposed for tests: :attr:`unit_ids`, :attr:`isi_counts` (int64 ``(k, bins)``),
+    :attr:`isi_edges_ms`, :attr:`rates_hz` (``(k, bins)``), :attr:`rate_edges_s`,
+    :attr:`violations_percent` (Series by unit id), :attr:`x_range_s`, :attr:`isi_plot`,
+    :attr:`rate_plot`.
+    """
+
+    isi_window_ms = param.Number(default=50.0, bounds=(1.0, 5000.0),
+                                 doc="ISI histogram range [0, isi_window_ms], ms.")
+    isi_bin_ms = param.Number(default=1.0, bounds=(0.05, 100.0),
+                              doc="ISI bin width (linear bins), ms.")
+    log_bins = param.Boolean(default=False, doc="Geometric ISI bins (log x axis).")
+    num_log_bins = param.Integer(default=60, bounds=(5, 500),
+                                 doc="Number of geometric ISI bins.")
+    refractory_ms = param.Number(default=1.0, bounds=(0.0, 50.0), doc="""
+        Refractory period, ms: shorter intervals are ISI violations (shaded, counted).""")
+    rate_bin_s = param.Number(default=1.0, bounds=(0.001, 3600.0),
+                              doc="Firing-rate bin width, s.")
+    max_units = param.Integer(default=10, bounds=(1, 32),
+                              doc="At most this many selected units are drawn.")
+
+    def __init__(self, session, selection=None, curation=None, **params):
+        super().__init__(session, selection, curation, **params)
+        _ensure_bokeh_backend()
+        self.unit_ids: list = []
+        self.isi_counts = np.zeros((0, 0), dtype=np.int64)
+        self.isi_edges_ms = np.zeros(1)
+        self.rates_hz = np.zeros((0, 0))
+        self.rate_edges_s = np.zeros(1)
+        self.violations_percent = pd.Series(dtype=float, name="isi_violations_percent")
+        self.note = ""
+        self.isi_plot = hv.Overlay([])
+        self.rate_plot = hv.Overlay([])
+        self._keys: dict = {}
+        self._controls = pn.Param(
+            self.param, parameters=["isi_window_ms", "isi_bin_ms", "log_bins",
+                                    "refractory_ms", "rate_bin_s"],
+            default_layout=pn.Row, show_name=False, sizing_mode="stretch_width")
+        self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10),
+                                  css_classes=["spikeviz-isi-info"])
+        self._isi_pane = pn.pane.HoloViews(self.isi_plot, sizing_mode="stretch_both",
+                                           min_height=220, css_classes=["spikeviz-isi"])
+        self._rate_pane = pn.pane.HoloViews(self.rate_plot, sizing_mode="stretch_both",
+                                            min_height=220, css_classes=["spikeviz-rate"])
+        self._layout = pn.Column(self._controls, self._info, self._isi_pane, self._rate_pane,
+                                 sizing_mode="stretch_both")
+        self._watch(self.selection, ["unit_ids", "time_window_s"], self._changed)
+        self._watch(self.curation, "sorting", self._changed)
+        self._watch(self, ["isi_window_ms", "isi_bin_ms", "log_bins", "num_log_bins",
+                           "refractory_ms", "rate_bin_s", "max_units"], self._changed)
+        if self.active:
+            self.refresh()
+        else:
+            self._stale = True
+
+    def __panel__(self):
+        return self._layout
+
+    # -- data ------------------------------------------------------------------------------
+    def isi_histograms(self, unit_ids) -> tuple[np.ndarray, np.ndarray]:
+        """(counts int64 (k, bins), edges ms) of ``unit_ids`` with the current bin settings."""
+        sorting = self.sorting
+        if self.log_bins:
+            low = min(self.isi_bin_ms, 0.1)
+            edges = np.geomspace(low, self.isi_window_ms, self.num_log_bins + 1)
+            counts = np.zeros((len(unit_ids), self.num_log_bins), dtype=np.int64)
+            for row, unit_id in enumerate(unit_ids):
+                counts[row] = np.histogram(intervals_ms(sorting, unit_id), bins=edges)[0]
+            return counts, edges
+        if not unit_ids:
+            return np.zeros((0, 0), dtype=np.int64), np.zeros(1)
+        results = self.results
+        if hasattr(results, "isi_histograms"):
+            return results.isi_histograms(list(unit_ids), window_ms=self.isi_window_ms,
+                                          bin_ms=self.isi_bin_ms)
+        return compute.isi_histograms(sorting, window_ms=self.isi_window_ms,
+                                      bin_ms=self.isi_bin_ms, unit_ids=list(unit_ids))
+
+    def firing_rates(self, unit_ids) -> tuple[np.ndarray, np.ndarray]:
+        """(rates Hz (k, bins), edges s) of ``unit_ids`` over the whole recording."""
+        if not unit_ids:
+            return np.zeros((0, 0)), np.zeros(1)
+        results = self.results
+        if hasattr(results, "firing_rates"):
+            return results.firing_rates(list(unit_ids), bin_s=self.rate_bin_s)
+        return compute.firing_rates(self.sorting, bin_s=self.rate_bin_s,
+                                    unit_ids=list(unit_ids))
+
+    @property
+    def x_range_s(self) -> tuple[float, float]:
+        """Time range (s) of the rate plot: ``selection.time_window_s`` or the whole session."""
+        duration = float(self.sorting.duration_s) or 1.0
+        window = self.selection.time_window_s
+        if window is None:
+            return (0.0, duration)
+        start, end = max(window[0], 0.0), min(window[1], duration)
+        return (start, end) if start < end else (0.0, duration)
+
+    # -- drawing ---------------------------------------------------------------------------
+    def refresh(self) -> None:
+        units = present_units(self.sorting, self.selection.unit_ids)
+        selected = len(units)
+        units = units[:self.max_units]
+        sorting = self.sorting
+        isi_key = (sorting, tuple(units), self.isi_window_ms, self.isi_bin_ms, self.log_bins,
+                   self.num_log_bins)
+        if self._keys.get("isi") != isi_key:
+            self.isi_counts, self.isi_edges_ms = self.isi_histograms(units)
+            self._keys["isi"] = isi_key
+        rate_key = (sorting, tuple(units), self.rate_bin_s)
+        if self._keys.get("rate") != rate_key:
+            self.rates_hz, self.rate_edges_s = self.firing_rates(units)
+            self._keys["rate"] = rate_key
+        self.unit_ids = units
+        self.violations_percent = pd.Series(
+            [isi_violation_percent(sorting, u, self.refractory_ms) for u in units],
+            index=pd.Index(units, name="unit_id"), name="isi_violations_percent", dtype=float)
+        self.note = "" if selected <= len(units) else \
+            f"showing the first {len(units)} of {selected} selected units"
+        self.isi_plot, self.rate_plot = self._draw_isi(), self._draw_rate()
+        self._isi_pane.object = self.isi_plot
+        self._rate_pane.object = self.rate_plot
+        self._info.object = self._info_html()
+
+    def _changed(self, *events) -> None:
+        self.refresh()
+
+    def _info_html(self) -> str:
+        if not self.unit_ids:
+            return "<i>Select units to see their ISI and firing rate.</i>"
+        colors = unit_colors(self.unit_ids, self.selection.unit_ids)
+        parts = []
+        for color, (unit_id, pct) in zip(colors, self.violations_percent.items(), strict=True):
+            value = "n/a" if not np.isfinite(pct) else f"{pct:.2f}%"
+            parts.append(f"<span style='color:{color}'>&#9632;</span> "
+                         f"<b>{html.escape(str(unit_id))}</b>: {value}")
+        text = (f"ISI violations (&lt; {self.refractory_ms:g} ms): " + " &middot; ".join(parts))
+        if self.note:
+            text = f"<b>{html.escape(self.note)}</b> &middot; " + text
+        return f"<span class='spikeviz-isi-violations'>{text}</span>"
+
+    def _draw_isi(self):
+        layers = [hv.Curve([], kdims=["isi_ms"], vdims=["count"])]  # never an empty overlay
+        if self.refractory_ms > 0 and self.unit_ids:
+            low = self.isi_edges_ms[0] if self.log_bins else 0.0
+            layers.append(hv.VSpan(low, self.refractory_ms).opts(color=REFRACTORY_COLOR,
+                                                                 alpha=0.6))
+        colors = unit_colors(self.unit_ids, self.selection.unit_ids)
+        for row, unit_id in enumerate(self.unit_ids):
+            layers.append(hv.Histogram((self.isi_edges_ms, self.isi_counts[row]),
+                                       kdims=["isi_ms"], vdims=["count"],
+                                       label=str(unit_id)).opts(
+                color=colors[row], alpha=0.45, line_color=colors[row], line_width=1))
+        return hv.Overlay(layers).opts(
+            hv.opts.Overlay(responsive=True, min_height=200, xlabel="inter-spike interval (ms)",
+                            ylabel="count", logx=self.log_bins, title="ISI",
+                            legend_position="top_right", show_legend=len(self.unit_ids) > 1,
+                            toolbar="above"))
+
+    def _draw_rate(self):
+        colors = unit_colors(self.unit_ids, self.selection.unit_ids)
+        layers = [hv.Curve([], kdims=["time_s"], vdims=["rate_hz"])]
+        edges = self.rate_edges_s
+        for row, unit_id in enumerate(self.unit_ids):
+            rates = self.rates_hz[row]
+            # steps: each bin's rate held from its left edge to its right edge
+            xs = np.repeat(edges, 2)[1:-1]
+            ys = np.repeat(rates, 2)
+            layers.append(hv.Curve((xs, ys), kdims=["time_s"], vdims=["rate_hz"],
+                                   label=str(unit_id)).opts(color=colors[row], line_width=1.5))
+        return hv.Overlay(layers).opts(
+            hv.opts.Overlay(responsive=True, min_height=200, xlabel="time (s)",
+                            ylabel="firing rate (Hz)", xlim=self.x_range_s,
+                            title=f"firing rate ({self.rate_bin_s:g} s bins)",
+                            legend_position="top_right", show_legend=len(self.unit_ids) > 1,
+                            toolbar="above"))
