@@ -1,0 +1,141 @@
+"""Probe view at the Param level (no browser): unit points, tap mapping, highlight, curation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import spikeviz as sv
+from spikeviz import datasets
+from spikeviz.model.selection import Selection
+
+pytest.importorskip("panel")
+
+from spikeviz.views.colors import BACKGROUND_COLOR, PALETTE
+from spikeviz.views.probe import Probe
+
+FS = 30_000.0
+
+
+@pytest.fixture(scope="module")
+def gt():
+    return datasets.generate(duration_s=6.0, num_channels=32, num_units=6, seed=3, lfp_uv=0.0,
+                             line_uv=0.0, artefact_rate_hz=0.0)
+
+
+def relabelled(gt):
+    """The true units with ids 10, 17, 24, ... (ids != indices) and the recording."""
+    s = gt.sorting
+    ids = np.arange(s.num_units) * 7 + 10
+    sorting = sv.Sorting(s.sample_index, s.unit_index, s.sampling_frequency, unit_ids=ids,
+                         num_samples=gt.num_samples)
+    return sv.Session(sorting, recording=gt.recording(), cache_dir=None)
+
+
+def peak_channel_session(geometry=True):
+    """No recording; 5 units (ids 3, 8, 13, 18, 23) with peak channel ids on a 2-column probe
+    of 16 channels (ids 100..115, rows 25 µm apart)."""
+    rng = np.random.default_rng(1)
+    unit_index = rng.integers(0, 5, 2000).astype(np.int32)
+    sample_index = np.sort(rng.integers(0, int(10 * FS), 2000))
+    ids = np.array([3, 8, 13, 18, 23])
+    table = pd.DataFrame({"peak_channel_id": [100, 107, 115, 104, 107],
+                          "label": ["good", "mua", "good", "noise", "good"]},
+                         index=pd.Index(ids, name="unit_id"))
+    sorting = sv.Sorting.from_arrays(sample_index, unit_index, FS, unit_ids=ids,
+                                     unit_table=table, num_samples=int(10 * FS))
+    if not geometry:
+        return sv.Session(sorting, cache_dir=None)
+    locations = np.column_stack([np.tile([0.0, 30.0], 8), np.repeat(np.arange(8) * 25.0, 2)])
+    return sv.Session(sorting, channel_ids=np.arange(100, 116), channel_locations_um=locations,
+                      cache_dir=None)
+
+
+def test_units_at_their_peak_channels_and_tap_selects_exactly():
+    session = peak_channel_session()
+    view = Probe(session)
+    frame = view.frame
+    assert frame.index.tolist() == [3, 8, 13, 18, 23]
+    # channel c (id 100 + c) sits at x = 30 * (c % 2), y = 25 * (c // 2)
+    for unit, channel in [(3, 100), (8, 107), (13, 115), (18, 104), (23, 107)]:
+        c = channel - 100
+        assert (frame.loc[unit, "x_um"], frame.loc[unit, "y_um"]) == (30.0 * (c % 2),
+                                                                      25.0 * (c // 2))
+        assert frame.loc[unit, "depth_um"] == 25.0 * (c // 2)
+    assert frame.loc[18, "label"] == "noise"
+    assert (frame["color"] == BACKGROUND_COLOR).all() and not frame["selected"].any()
+
+    for i, unit in enumerate(frame.index.tolist()):
+        view._select.event(index=[i])  # what Bokeh reports for a tap on the i-th point
+        assert session.selection.unit_ids == [unit]
+    view._select.event(index=[1])
+    view._select.event(index=[3, 1])  # shift-tap adds 18: the first selected stays first
+    assert session.selection.unit_ids == [8, 18]
+    view._select.event(index=[])  # a click beside the units keeps the selection
+    assert session.selection.unit_ids == [8, 18]
+
+    frame = view.frame
+    assert frame["selected"].tolist() == [False, True, False, True, False]
+    assert frame.loc[8, "color"] == PALETTE[0] and frame.loc[18, "color"] == PALETTE[1]
+    assert frame.loc[8, "size"] > frame.loc[3, "size"]
+    # highlighted: channels within 40 µm of channel 107 (x=30, y=75) or 104 (x=0, y=50)
+    assert view.peak_channel_ids == [104, 107]
+    xy = session.channel_locations_um
+    near = [100 + c for c in range(16)
+            if min(np.hypot(*(xy[c] - xy[7])), np.hypot(*(xy[c] - xy[4]))) <= 40.0]
+    assert view.highlighted_channel_ids == near
+    view.radius_um = 0.0
+    assert view.highlighted_channel_ids == [104, 107]
+    session.selection.unit_ids = []
+    assert view.highlighted_channel_ids == [] and not view.frame["selected"].any()
+
+
+def test_locations_from_templates_and_merge_then_undo(gt):
+    session = relabelled(gt)
+    view = Probe(session)
+    locations = view.results.unit_locations()
+    assert view.frame.index.tolist() == session.sorting.unit_ids.tolist()
+    np.testing.assert_allclose(view.frame[["x_um", "y_um"]].to_numpy(),
+                               locations.loc[view.frame.index, ["x_um", "y_um"]].to_numpy())
+    # the biggest unit sits within 30 µm of its true soma (x, y), seen independently
+    truth = gt.sorting.unit_table
+    biggest = int(np.argmax(np.ptp(gt.templates, axis=1).max(axis=1)))
+    x, y = view.frame.loc[biggest * 7 + 10, ["x_um", "y_um"]]
+    assert np.hypot(x - truth["x_um"].iloc[biggest], y - truth["y_um"].iloc[biggest]) < 30.0
+
+    new = session.curation.merge([10, 17])
+    assert new in view.frame.index and 10 not in view.frame.index and 17 not in view.frame.index
+    np.testing.assert_allclose(view.frame.loc[new, ["x_um", "y_um"]].to_numpy(dtype=float),
+                               view.results.unit_locations().loc[new].to_numpy(dtype=float))
+    i = view.frame.index.get_loc(new)
+    view._select.event(index=[i])
+    assert session.selection.unit_ids == [new]
+    assert view.frame.loc[new, "selected"]
+    session.curation.undo()
+    assert new not in view.frame.index
+    assert {10, 17} <= set(view.frame.index)
+    assert session.selection.unit_ids == []
+
+
+def test_hidden_probe_does_no_work_until_shown():
+    session = peak_channel_session()
+    selection = Selection(session.sorting)
+    view = Probe(session, selection=selection, active=False)
+    assert view.renders == 0 and len(view.frame) == 0
+    selection.unit_ids = [13]
+    view.radius_um = 10.0
+    assert view.renders == 0
+    view.active = True
+    assert view.renders == 1
+    assert view.frame["selected"].tolist() == [False, False, True, False, False]
+    assert view.highlighted_channel_ids == [115]
+
+
+def test_no_geometry_a_clear_message():
+    session = peak_channel_session(geometry=False)
+    view = Probe(session)
+    assert not view.has_geometry and view.plot is None
+    text = view._layout[1].object
+    assert "No probe geometry" in text
+    session.selection.unit_ids = [3]  # nothing to redraw, nothing raised
