@@ -159,44 +159,44 @@ class ExportPanel(pn.viewable.Viewer):
     # -- widgets -----------------------------------------------------------------------------
     def _build(self) -> None:
         w = pn.widgets
-        self.compute = w.Checkbox(name="Compute missing templates and metrics of the curated "
+        self.compute = w.Checkbox(label="Compute missing templates and metrics of the curated "
                                        "units (merged/split units need it; may take a while)",
                                   value=True)
         # NWB form
         star = " *"
         self.form = {
-            "subject_id": w.TextInput(name="Subject id" + star, placeholder="e.g. m42"),
-            "species": w.AutocompleteInput(name="Species" + star, options=list(SPECIES),
+            "subject_id": w.TextInput(label="Subject id" + star, placeholder="e.g. m42"),
+            "species": w.AutocompleteInput(label="Species" + star, options=list(SPECIES),
                                            restrict=False, min_characters=1,
                                            placeholder="Latin binomial, e.g. Mus musculus"),
-            "sex": w.Select(name="Sex" + star, options=SEXES, value=""),
-            "age": w.TextInput(name="Age (ISO 8601 duration)" + star,
+            "sex": w.Select(label="Sex" + star, options=SEXES, value=""),
+            "age": w.TextInput(label="Age (ISO 8601 duration)" + star,
                                placeholder="e.g. P90D, P12W, P90D/P120D"),
-            "session_start_time": w.DatetimePicker(name="Session start" + star, value=None),
+            "session_start_time": w.DatetimePicker(label="Session start" + star, value=None),
             "timezone": w.AutocompleteInput(
-                name="Timezone of the start" + star, restrict=True, min_characters=1,
+                label="Timezone of the start" + star, restrict=True, min_characters=1,
                 options=sorted(zoneinfo.available_timezones() | {"UTC"}),
                 placeholder="e.g. Europe/Paris"),
-            "session_description": w.TextAreaInput(name="Session description", height=70,
+            "session_description": w.TextAreaInput(label="Session description", height=70,
                                                    placeholder="What was recorded"),
-            "experimenter": w.TextInput(name="Experimenter(s)",
+            "experimenter": w.TextInput(label="Experimenter(s)",
                                         placeholder="Last, First; Last2, First2"),
-            "institution": w.TextInput(name="Institution"),
-            "lab": w.TextInput(name="Lab"),
+            "institution": w.TextInput(label="Institution"),
+            "lab": w.TextInput(label="Lab"),
         }
-        self.include_recording = w.Checkbox(name="Include the raw recording",
+        self.include_recording = w.Checkbox(label="Include the raw recording",
                                             value=False, disabled=self.session.recording is None)
         self.form_error = pn.pane.Alert("", alert_type="danger", visible=False)
-        nwb_button = w.Button(name="Export NWB", button_type="primary")
+        nwb_button = w.Button(label="Export NWB", color="primary")
         nwb_button.on_click(lambda event: self.start_nwb())
         nwb = pn.Column(
             pn.pane.Markdown("Fields marked * are required by DANDI."),
             pn.GridBox(*self.form.values(), ncols=2), self.include_recording,
             self.form_error, nwb_button, name="NWB")
         # HDF5
-        self.style = w.RadioButtonGroup(name="Style", options=list(jobs.HDF5_STYLES),
+        self.style = w.RadioButtonGroup(label="Style", options=list(jobs.HDF5_STYLES),
                                         value="ragged")
-        self.time_unit = w.Select(name="Time unit", options=list(jobs.TIME_UNITS), value="s")
+        self.time_unit = w.Select(label="Time unit", options=list(jobs.TIME_UNITS), value="s")
         hdf5 = pn.Column(self.style, self.time_unit,
                          self._button("Export HDF5", "hdf5", lambda: {
                              "style": self.style.value, "time_unit": self.time_unit.value}),
@@ -218,7 +218,7 @@ class ExportPanel(pn.viewable.Viewer):
                 "" if engine else " *Parquet needs pyarrow or fastparquet, which are not "
                 "installed on this server.*")),
             pn.Row(self._button("Export CSV", "metrics_csv"), parquet), name="Unit table")
-        self.view_select = w.Select(name="View", options=list(self.views))
+        self.view_select = w.Select(label="View", options=list(self.views))
         png = self._button("Export PNG", "view_png", lambda: {"view": self.view_select.value})
         png.disabled = not jobs.png_available()
         self._view_buttons = [png, self._button("Export HTML", "view_html",
@@ -230,7 +230,7 @@ class ExportPanel(pn.viewable.Viewer):
         self.progress = pn.indicators.Progress(value=0, max=100, sizing_mode="stretch_width",
                                                bar_color="primary", visible=False)
         self.status_text = pn.pane.Markdown("", sizing_mode="stretch_width")
-        self.download = pn.widgets.FileDownload(visible=False, button_type="success",
+        self.download = pn.widgets.FileDownload(visible=False, color="success",
                                                 embed=False)
         self.path_text = pn.pane.Markdown("", visible=False)
         self.warning_text = pn.pane.Alert("", alert_type="warning", visible=False)
@@ -244,7 +244,7 @@ class ExportPanel(pn.viewable.Viewer):
             sizing_mode="stretch_width")
 
     def _button(self, label: str, kind: str, options=dict):
-        button = pn.widgets.Button(name=label, button_type="primary")
+        button = pn.widgets.Button(label=label, color="primary")
         button.on_click(lambda event: self.start(kind, self._options(options())))
         self._all_buttons = [*getattr(self, "_all_buttons", []), button]
         return button
