@@ -298,7 +298,7 @@ class LassoScatter(View):
         self._box.add_subscriber(self._on_box)
         self.plot = (background * base * highlight).opts(self._opts())
         self._readout = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
-        self._clear = pn.widgets.Button(name="Clear spike selection", button_type="light",
+        self._clear = pn.widgets.Button(label="Clear spike selection", color="light",
                                         width=170)
         self._clear.on_click(lambda event: self.clear_selection())
         self._mode = pn.widgets.RadioButtonGroup.from_param(self.param.mode, width=220)
