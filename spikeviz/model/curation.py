@@ -284,6 +284,13 @@ class Curation(param.Parameterized):
         """Actions that :meth:`redo` would re-apply, next first."""
         return [self._public(a) for a in self._actions[self._position:]]
 
+    def snapshot(self) -> tuple[Sorting, np.ndarray | None]:
+        """``(sorting, original_positions)`` read together: the current curated sorting and,
+        for each of its spikes, its position in :attr:`original`'s spike vector (int64,
+        read-only), or None when the two spike vectors are the same (nothing removed)."""
+        with self._lock:
+            return self.sorting, self._kept
+
     @property
     def labels(self) -> pd.Series:
         return self.sorting.unit_table["label"]
@@ -502,6 +509,7 @@ class Curation(param.Parameterized):
             key = frozenset(self._removed)
             if self._kept_cache is None or self._kept_cache[0] != key:
                 kept = np.flatnonzero(unit_index >= 0)
+                kept.flags.writeable = False
                 self._kept_cache = (key, kept, source.sample_index[kept],
                                     {k: v[kept] for k, v in props.items()})
             _, kept, sample_index, props = self._kept_cache

@@ -1,7 +1,7 @@
 """Selection: what the user is looking at, shared by every view of one browser session.
 
-Views never call each other: they watch one ``Selection`` (and, later, one ``Curation``) and
-write to it. Every value is validated and normalised when it is set, so a watcher always sees
+Views never call each other: they watch one ``Selection`` and one ``Curation`` and write to
+them. Every value is validated and normalised when it is set, so a watcher always sees
 clean values:
 
 - unit ids are plain Python ``int``/``str`` (never numpy scalars), without duplicates;
@@ -12,12 +12,19 @@ With a ``Sorting`` (and optionally the probe's channel ids) the values are also 
 it: an unknown unit id or channel id, or a spike position outside the spike vector, raises
 ``InputError`` and leaves the selection unchanged.
 
+A Selection bound to a Curation (``Selection.for_session(session, curation=curation)``)
+checks ids against the *current* ``curation.sorting`` and follows it: after every action,
+undo or redo, unit ids that no longer exist are dropped, and ``spike_indices`` is cleared when
+the spike vector itself changed (a removal or its undo: positions would name other spikes);
+everything else is kept. One event carries both changes.
+
 No Panel, Bokeh or HoloViews here: this is model state, usable headless.
 """
 
 from __future__ import annotations
 
 import numbers
+import weakref
 
 import numpy as np
 import param
@@ -44,6 +51,14 @@ def _as_list(value, name: str) -> list:
     if isinstance(value, list):
         return list(value)
     raise InputError(f"expected a list, got {type(value).__name__}", field=name)
+
+
+def _has_unit(sorting: Sorting, unit_id) -> bool:
+    try:
+        sorting.unit_index_of(unit_id)
+    except KeyError:
+        return False
+    return True
 
 
 class _Checked:
@@ -75,8 +90,9 @@ class Selection(param.Parameterized):
     """The current selection: units, a time window, spikes and visible channels.
 
     ``Selection(sorting)`` validates ids against ``sorting``; ``Selection.for_session(session)``
-    also validates channel ids against the session's probe. ``Selection()`` validates only
-    types (useful before anything is loaded).
+    also validates channel ids against the session's probe, and with ``curation=`` follows
+    that curation's sorting (see the module docstring). ``Selection()`` validates only types
+    (useful before anything is loaded).
     """
 
     unit_ids = _CheckedList(default=[], doc="""
@@ -100,6 +116,8 @@ class Selection(param.Parameterized):
                              field="sorting")
         # set before Parameterized.__init__ so the initial values are checked too
         self._sorting = sorting
+        self._curation = None
+        self._curation_watcher = None
         if probe_channel_ids is None:
             self._channels = None
         else:
@@ -107,14 +125,66 @@ class Selection(param.Parameterized):
         super().__init__(**params)
 
     @classmethod
-    def for_session(cls, session, **params) -> Selection:
-        """A Selection checked against ``session.sorting`` and ``session.channel_ids``."""
-        return cls(session.sorting, probe_channel_ids=session.channel_ids, **params)
+    def for_session(cls, session, curation=None, **params) -> Selection:
+        """A Selection checked against ``session.channel_ids`` and ``session.sorting``, or,
+        with ``curation``, against ``curation.sorting`` as it changes (bound to it)."""
+        if curation is None:
+            return cls(session.sorting, probe_channel_ids=session.channel_ids, **params)
+        selection = cls(curation.sorting, probe_channel_ids=session.channel_ids, **params)
+        selection._bind(curation)
+        return selection
 
     @property
     def sorting(self) -> Sorting | None:
-        """The Sorting the ids are checked against (None: types only)."""
+        """The Sorting the ids are checked against (None: types only); with a curation, the
+        current ``curation.sorting``."""
         return self._sorting
+
+    @property
+    def curation(self):
+        """The Curation this selection follows, or None."""
+        return self._curation
+
+    def _bind(self, curation) -> None:
+        self._curation = curation
+        ref = weakref.ref(self)
+        holder = {}
+
+        def follow(event):
+            selection = ref()
+            if selection is None:  # garbage: stop following
+                try:
+                    curation.param.unwatch(holder["watcher"])
+                except (ValueError, KeyError):
+                    pass
+                return
+            selection._follow(event.old, event.new)
+
+        holder["watcher"] = curation.param.watch(follow, ["sorting"])
+        self._curation_watcher = holder["watcher"]
+
+    def dispose(self) -> None:
+        """Stop following the curation (e.g. when its browser session ends)."""
+        if self._curation is not None and self._curation_watcher is not None:
+            try:
+                self._curation.param.unwatch(self._curation_watcher)
+            except (ValueError, KeyError):
+                pass
+        self._curation_watcher = None
+
+    def _follow(self, old: Sorting | None, new: Sorting) -> None:
+        """The curation's sorting changed from ``old`` to ``new``: keep what still holds."""
+        self._sorting = new
+        changes = {}
+        kept = [u for u in self.unit_ids if _has_unit(new, u)]
+        if kept != self.unit_ids:
+            changes["unit_ids"] = kept
+        if self.spike_indices is not None and (
+                old is None or new.sample_index is not old.sample_index
+                or (self.spike_indices.size and self.spike_indices[-1] >= new.num_spikes)):
+            changes["spike_indices"] = None
+        if changes:
+            self.param.update(**changes)
 
     def clear(self) -> None:
         """Select nothing: no units, no spikes, whole session, all channels (one event)."""

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 import param
 
 from ..errors import InputError
 from .analysis import Analysis
-from .cache import DiskCache, cache_folder_for
+from .cache import DiskCache, _writable, cache_folder_for, user_cache_root
 from .recording import Recording
 from .sorting import Sorting
 
@@ -90,6 +94,9 @@ class Session(param.Parameterized):
         super().__init__(sorting=sorting, recording=recording, **params)
         self._analysis = None
         self._analysis_lock = threading.Lock()
+        self._curation = None
+        self._selection = None
+        self._curation_lock = threading.RLock()
 
     # -- derived results -------------------------------------------------------------------
     @property
@@ -137,6 +144,91 @@ class Session(param.Parameterized):
         finally:
             analysis.progress = None
         return analysis.computed[before:]
+
+    # -- curation ----------------------------------------------------------------------------
+    def curation_log_path(self) -> Path | None:
+        """Where :attr:`curation` keeps its log: ``<cache folder>/curation.json``.
+
+        The cache folder is the one of :attr:`cache_dir` ('auto': a ``.spikeviz/`` folder
+        beside the source, or the user cache dir when that is read-only; an explicit folder
+        that cannot be written falls back to the user cache dir too). None (memory only)
+        when ``cache_dir`` is None or the session has no source on disk.
+        """
+        if self.cache_dir is None:
+            return None
+        if isinstance(self.cache_dir, str) and self.cache_dir == "auto":
+            folder = cache_folder_for(self.source)
+        else:
+            folder = Path(self.cache_dir).expanduser()
+            if not _writable(folder):
+                digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:20]
+                folder = user_cache_root() / f"{folder.name}-{digest}"
+        return None if folder is None else folder / "curation.json"
+
+    @property
+    def curation(self):
+        """The curation of this session (one per Session, created on first use, shared).
+
+        A :class:`~spikeviz.model.curation.Curation` of :attr:`sorting` whose log is
+        :meth:`curation_log_path` (resumed when it exists). If the log folder cannot be
+        created the curation is kept in memory only, with a warning. A log that belongs to
+        other spikes (or cannot be read) is moved aside to ``curation.json.orphan-<time>``,
+        with a warning, and a new curation starts: nothing is deleted.
+        """
+        with self._curation_lock:
+            if self._curation is None:
+                self._curation = self._open_curation()
+            return self._curation
+
+    def _open_curation(self):
+        from .curation import Curation
+        path = self.curation_log_path()
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                fallback = user_cache_root() / \
+                    f"{path.parent.name}-{hashlib.sha256(str(path).encode()).hexdigest()[:20]}"
+                try:
+                    fallback.mkdir(parents=True, exist_ok=True)
+                    path = fallback / "curation.json"
+                except OSError:
+                    warnings.warn(f"cannot create {path.parent} ({err}): the curation is kept "
+                                  f"in memory only", stacklevel=3)
+                    path = None
+        if path is None:
+            return Curation(self.sorting)
+        try:
+            return Curation(self.sorting, log_path=path)
+        except OSError as err:
+            warnings.warn(f"cannot write the curation log {path} ({err}): the curation is "
+                          f"kept in memory only", stacklevel=3)
+            return Curation(self.sorting)
+        except InputError as err:
+            if not path.exists():
+                raise
+            aside = path.with_name(f"{path.name}.orphan-{time.strftime('%Y%m%d-%H%M%S')}")
+            path.replace(aside)
+            warnings.warn(f"the curation log {path} cannot be resumed ({err.message}); it was "
+                          f"moved to {aside} and a new curation starts", stacklevel=3)
+            return Curation(self.sorting, log_path=path)
+
+    @property
+    def selection(self):
+        """The default Selection of this session, bound to :attr:`curation` (created on first
+        use): every view built from the session alone shares it (notebooks)."""
+        with self._curation_lock:
+            if self._selection is None:
+                from .selection import Selection
+                self._selection = Selection.for_session(self, curation=self.curation)
+            return self._selection
+
+    @property
+    def curated(self):
+        """Derived results of the current curated sorting of :attr:`curation`
+        (:func:`spikeviz.model.curated.curated_analysis`)."""
+        from .curated import curated_analysis
+        return curated_analysis(self, self.curation)
 
     @property
     def num_channels(self) -> int | None:

@@ -1,0 +1,199 @@
+"""Results of one unit computed from its own spikes only (units made by merges and splits).
+
+Every function here takes the unit's spikes as *original* spike-vector positions and sample
+indices (int64) and gives what :mod:`spikeviz.model.steps` would give for that unit in a
+sorting holding it alone, with the same parameters: the same definitions, the same kernels,
+the same random draw (``select_random_spikes`` on the unit's own spikes with the same seed),
+so a result equals the one a fresh ``Session(sorting.select_units([unit_id]), recording)``
+computes. Traces are read only on the channels needed (one channel for amplitudes), through
+the session's filter and scaling, so a value equals the all-channel computation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..compute import locations as locations_mod
+from ..compute import metrics, waveforms
+from ..compute.signal import filtered_reader
+from .steps import SPARSITY, WINDOW, ms_to_samples
+from .steps_metrics import PC_METRICS
+
+#: Parameters CuratedAnalysis computes with: the steps' defaults (so the session's cached
+#: results of the original units are reused as they are).
+TEMPLATE_PARAMS = dict(WINDOW)
+PEAK_SIGN = "neg"
+SPARSITY_PARAMS = {**WINDOW, **SPARSITY}
+LOCATION_METHOD = "center_of_mass"
+
+
+def window_samples(session) -> tuple[int, int]:
+    fs = session.sorting.sampling_frequency
+    return (ms_to_samples(TEMPLATE_PARAMS["ms_before"], fs),
+            ms_to_samples(TEMPLATE_PARAMS["ms_after"], fs))
+
+
+def num_samples_of(session) -> int:
+    """Recording length (samples) the steps use: the recording's, else the sorting's."""
+    sorting = session.sorting
+    if session.recording is not None:
+        return session.recording.num_samples
+    if sorting.num_samples is not None:
+        return sorting.num_samples
+    return int(sorting.sample_index[-1]) + 1 if sorting.num_spikes else 0
+
+
+def channel_reader(session, channels) -> tuple:
+    """``(read_raw, gains, offsets)`` over the channels at positions ``channels`` only, with the
+    session's filter (as ``Analysis.reader``/``scaling``, restricted to those columns)."""
+    ctx = session.analysis.bound()
+    rec = session.recording
+    channels = np.asarray(channels, dtype=np.int64)
+    ids = rec.channel_ids[channels]
+
+    def read_raw(start_sample: int, end_sample: int):
+        return rec.traces(int(start_sample), int(end_sample), channel_ids=ids, scaled=False)
+
+    gains, offsets = rec.gains_to_uv[channels], rec.offsets_to_uv[channels]
+    band = ctx.filter_band_hz()
+    if band is None:
+        return read_raw, gains.astype(np.float32), offsets.astype(np.float32)
+    read = filtered_reader(read_raw, rec.num_samples, rec.sampling_frequency, gains, offsets,
+                           band_hz=band)
+    return read, np.ones(channels.size, np.float32), np.zeros(channels.size, np.float32)
+
+
+def random_spikes(session, samples: np.ndarray, max_spikes: int, seed: int) -> np.ndarray:
+    """Rows of ``samples`` drawn as the ``random_spikes`` step draws a one-unit sorting."""
+    nbefore, nafter = window_samples(session)
+    return waveforms.select_random_spikes(
+        samples, np.zeros(samples.size, np.int32), 1, max_spikes, seed, start_sample=nbefore,
+        end_sample=max(num_samples_of(session) - nafter, 0))
+
+
+def template(session, samples: np.ndarray) -> dict:
+    """Dense mean and std (µV, (samples, channels) float32) of the unit's sampled snippets,
+    its peak (channel position, shift, signed value, peak-to-peak) and its sparsity."""
+    nbefore, nafter = window_samples(session)
+    chosen = random_spikes(session, samples, TEMPLATE_PARAMS["max_spikes_per_unit"],
+                           TEMPLATE_PARAMS["seed"])
+    ctx = session.analysis.bound()
+    gains, offsets = ctx.scaling()
+    rec = session.recording
+    mean, std = waveforms.accumulate_templates(
+        ctx.reader(), rec.num_samples, samples[chosen], np.zeros(chosen.size, np.int32), 1,
+        nbefore, nafter, gains, offsets, n_jobs=session.n_jobs)
+    out = {"mean": mean[0], "std": std[0], "num_spikes_used": int(chosen.size),
+           "nbefore": nbefore}
+    out.update(peaks(mean, nbefore))
+    out["sparsity"] = sparsity(session, mean, nbefore)
+    return out
+
+
+def peaks(mean: np.ndarray, nbefore: int) -> dict:
+    """As the ``unit_peaks`` step, for a (1, samples, channels) template."""
+    channel = int(waveforms.peak_channels(mean, nbefore, PEAK_SIGN)[0])
+    shift = int(waveforms.peak_shifts(mean, nbefore, PEAK_SIGN)[0])
+    return {"peak_channel": channel, "peak_shift": shift,
+            "peak_uv": float(mean[0, nbefore + shift, channel]),
+            "ptp_uv": float(np.ptp(mean[0, :, channel]))}
+
+
+def sparsity(session, mean: np.ndarray, nbefore: int) -> np.ndarray:
+    """Channel positions of the unit (as the ``sparsity`` step), ascending, no padding."""
+    locations_um = session.channel_locations_um
+    method = SPARSITY["sparsity_method"]
+    if method == "radius" and locations_um is None:
+        method = "best_channels"
+    if locations_um is None:
+        locations_um = np.zeros((mean.shape[2], 2))
+    channels = waveforms.sparsity_from_templates(
+        mean, locations_um, nbefore, method=method, radius_um=SPARSITY["radius_um"],
+        num_channels=min(SPARSITY["num_channels"], mean.shape[2]),
+        peak_sign=SPARSITY["peak_sign"])[0]
+    return channels[channels >= 0]
+
+
+def location(session, entry: dict) -> np.ndarray:
+    """x/y (µm) of the unit as the ``unit_locations`` step (NaN without geometry)."""
+    if session.channel_locations_um is None:
+        return np.full(2, np.nan)
+    channels = entry["sparsity"]
+    return locations_mod.compute_unit_locations(
+        entry["mean"][None], session.channel_locations_um, entry["nbefore"],
+        sparse_channel_indices=channels[None], method=LOCATION_METHOD)[0, :2]
+
+
+def amplitudes(session, samples: np.ndarray, channel: int, shift: int) -> np.ndarray:
+    """Trace value (µV, float32) on ``channel`` at ``samples + shift``: ``spike_amplitudes``."""
+    read, gains, offsets = channel_reader(session, [channel])
+    return waveforms.compute_spike_amplitudes(
+        read, session.recording.num_samples, samples, np.zeros(samples.size, np.int32),
+        [0], [shift], gains, offsets, n_jobs=session.n_jobs)
+
+
+def snippets(session, samples: np.ndarray, channels) -> np.ndarray:
+    """Snippets (n, samples, len(channels)) float32 µV on the channel positions given."""
+    nbefore, nafter = window_samples(session)
+    read, gains, offsets = channel_reader(session, channels)
+    return waveforms.extract_waveforms(read, session.recording.num_samples, samples, nbefore,
+                                       nafter, gains, offsets, n_jobs=session.n_jobs)
+
+
+def unit_metrics(session, samples: np.ndarray, columns, amplitudes_uv=None, entry=None,
+                 noise_uv=None, phy_amplitudes=None) -> dict:
+    """Quality metrics of one unit from its own spikes (``columns``: the session's).
+
+    Train metrics always; ``snr`` from its template and the session's noise levels;
+    ``amplitude_cutoff`` / ``amplitude_median`` from its spike amplitudes (µV, or KiloSort's
+    per-spike scalings without a recording, as the session does). PC metrics (isolation
+    distance, L-ratio, d') compare a unit with its neighbours in a PCA space fitted on the
+    whole population: they are NaN here, never copied from a parent.
+    """
+    columns = list(columns)
+    inputs: dict = {}
+    wanted = [c for c in columns if c in metrics.METRIC_NAMES and c not in PC_METRICS]
+    if amplitudes_uv is not None:
+        inputs["amplitudes"] = np.asarray(amplitudes_uv, np.float64)
+    elif phy_amplitudes is not None:
+        inputs["amplitudes"] = np.asarray(phy_amplitudes, np.float64)
+    if entry is not None and noise_uv is not None:
+        inputs["peak_amplitudes"] = np.array([entry["peak_uv"]])
+        inputs["peak_channels"] = np.array([entry["peak_channel"]])
+        inputs["noise_levels"] = np.asarray(noise_uv)
+    given = set(inputs)
+    needs = {"snr": {"peak_amplitudes"}, "amplitude_cutoff": {"amplitudes"},
+             "amplitude_median": {"amplitudes"}}
+    computable = [c for c in wanted if needs.get(c, set()) <= given]
+    out = {c: np.nan for c in columns}
+    num_samples = num_samples_of(session)
+    if computable and num_samples > 0:
+        values = metrics.compute_quality_metrics(
+            samples, np.zeros(samples.size, np.int32), 1, session.sorting.sampling_frequency,
+            num_samples, metric_names=computable, **inputs)
+        out.update({c: values[c][0].item() for c in computable})
+    return out
+
+
+def pca_features(data: np.ndarray, n_components: int, max_fit: int = 10_000,
+                 seed: int = 0) -> np.ndarray:
+    """Projections (n, n_components) float32 of flattened snippets on their principal axes.
+
+    Axes fitted (SVD of the centred data) on up to ``max_fit`` snippets drawn with ``seed``;
+    each axis' sign makes its largest loading positive, so the result is deterministic.
+    """
+    flat = data.reshape(data.shape[0], -1).astype(np.float64)
+    if flat.shape[0] == 0:
+        return np.zeros((0, n_components), np.float32)
+    fit = flat
+    if flat.shape[0] > max_fit:
+        rows = np.sort(np.random.default_rng(seed).choice(flat.shape[0], max_fit, replace=False))
+        fit = flat[rows]
+    mean = fit.mean(axis=0)
+    _, _, axes = np.linalg.svd(fit - mean, full_matrices=False)
+    axes = axes[:n_components]
+    signs = np.sign(axes[np.arange(axes.shape[0]), np.abs(axes).argmax(axis=1)])
+    axes = axes * np.where(signs == 0, 1.0, signs)[:, None]
+    out = np.zeros((flat.shape[0], n_components), np.float32)
+    out[:, :axes.shape[0]] = (flat - mean) @ axes.T
+    return out
