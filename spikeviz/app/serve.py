@@ -1,12 +1,21 @@
 """Serve the dashboard with Panel's server on one address, blocking like ``panel serve``.
 
 The Session is loaded once, before the server starts; every browser session then gets a new
-dashboard (new views, new Selection) over that same Session, whose arrays are never modified.
+dashboard (new views, new Selection) over that same Session, whose arrays are never modified,
+and the Session's one Curation.
+
+Security: the only paths opened are those of the command line, before any browser connects.
+The page reads nothing from the URL (no query parameter, cookie or widget names a file), no
+static folder is served, the server binds 127.0.0.1 unless told otherwise and accepts
+websockets only from pages it served itself. Code that must turn a user-supplied string into
+a path uses :class:`spikeviz.app.roots.Roots`.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
+import os
 import signal
 import sys
 import threading
@@ -16,14 +25,18 @@ from collections.abc import Callable
 from ..errors import InputError
 from ..model.session import Session
 
+log = logging.getLogger(__name__)
 
-def warm_up(session: Session) -> float:
+
+def warm_up(session: Session, views: bool = True) -> float:
     """Do the one-off work of a first render now: numba kernels, datashader, derived arrays.
 
     Builds the raster's shared arrays for ``session`` (seconds, rows, depth order), the
     sorting's per-unit order, renders a tiny ``rasterize`` so datashader's kernels are
-    compiled, and calls the compute kernels once (correlograms, snippets, amplitudes).
-    Returns the time taken, in seconds.
+    compiled, and calls the compute kernels once (correlograms, snippets, amplitudes). With
+    ``views``, also builds one dashboard offscreen with the first units selected and every
+    view active (:func:`warm_views`), so that each view's own code paths and the session's
+    derived results for those units are ready. Returns the time taken, in seconds.
     """
     import datashader as ds
     import holoviews as hv
@@ -45,7 +58,75 @@ def warm_up(session: Session) -> float:
     raster_data(session)
     from ..compute import warm_up_kernels
     warm_up_kernels()
+    if views:
+        warm_views(session)
     return time.perf_counter() - start
+
+
+def warm_views(session: Session, num_units: int = 2) -> None:
+    """Build one dashboard offscreen, select the first units, refresh every view, dispose.
+
+    Runs each view's data path once (and whatever kernels it calls) on the real session;
+    a view that fails here is logged, not fatal: the server still starts.
+    """
+    from .dashboard import Dashboard
+    from .layout import set_active
+
+    dashboard = Dashboard(session)
+    try:
+        dashboard.__panel__().get_root()
+        units = dashboard.curation.sorting.unit_ids[:num_units].tolist()
+        if units:
+            dashboard.selection.unit_ids = units
+        for name, view in dashboard.views.items():
+            try:
+                set_active(view, True)
+                refresh = getattr(view, "refresh", None)
+                if refresh is not None:
+                    refresh()
+            except Exception:
+                log.warning("warming the %s view failed", name, exc_info=True)
+    finally:
+        dashboard.dispose()
+
+
+_SESSIONS: dict[tuple, Session] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def shared_session(path, recording=None, sampling_frequency=None, warm: bool = True,
+                   **reader_kwargs) -> Session:
+    """The Session of ``path`` for this server process: loaded (and warmed) once, then shared.
+
+    ``panel serve`` runs an app script once per browser session; the script asks for its
+    session here, so every browser session of the process shows (and curates) the same
+    Session. Only the paths given by the server's command line reach this function.
+    """
+    from .. import load
+
+    key = (os.path.realpath(path), None if recording is None else os.path.realpath(recording),
+           sampling_frequency, tuple(sorted(reader_kwargs.items())))
+    return _shared(key, lambda: load(path, sampling_frequency=sampling_frequency,
+                                     recording=recording, **reader_kwargs), warm)
+
+
+def shared_demo_session(warm: bool = True) -> Session:
+    """The demo's synthetic Session for this server process (``apps/demo.py``)."""
+    from ..datasets import demo_session
+
+    return _shared(("demo",), demo_session, warm)
+
+
+def _shared(key: tuple, loader: Callable[[], Session], warm: bool) -> Session:
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(key)
+        if session is None:
+            session = loader()
+            if warm:
+                seconds = warm_up(session)
+                print(f"spikeviz: prepared {session!r} in {seconds:.1f} s", flush=True)
+            _SESSIONS[key] = session
+        return session
 
 
 def _url_host(address: str) -> str:
