@@ -157,11 +157,25 @@ def inside(folder: Path, path: Path) -> bool:
 
 
 # -- NWB metadata from the form ----------------------------------------------------------------
-def nwb_metadata(form: Mapping) -> dict:
+def electrode_groups(session: Session) -> list[str]:
+    """Names of the electrode groups the NWB writer makes for ``session``."""
+    from ..io.nwb_write import _channel_ids
+    from ..io.nwb_write_electrodes import channel_groups, source_electrodes
+
+    ids = _channel_ids(session)
+    if ids is None:
+        return []
+    names = channel_groups(session, ids, {"ElectrodeGroup": []}, source_electrodes(session, ids))
+    return list(dict.fromkeys(names))
+
+
+def nwb_metadata(form: Mapping, groups: list[str] | None = None) -> dict:
     """The neuroconv-shaped metadata dict from the form's flat values (empty ones left out),
     validated with :func:`spikeviz.io.nwb_write_metadata.validate_metadata` (InputError
     naming the field otherwise). ``session_start_time`` is a timezone-aware datetime or an
-    ISO 8601 string; ``experimenter`` may hold several names separated by ``;``."""
+    ISO 8601 string; ``experimenter`` may hold several names separated by ``;``;
+    ``location`` (brain area, e.g. an Allen CCF acronym) is given to every electrode group of
+    ``groups``."""
     from ..io.nwb_write_metadata import validate_metadata
 
     def text(key):
@@ -183,6 +197,9 @@ def nwb_metadata(form: Mapping) -> dict:
     metadata = {"NWBFile": nwbfile}
     if subject:
         metadata["Subject"] = subject
+    if (location := text("location")) is not None and groups:
+        metadata["Ecephys"] = {"ElectrodeGroup": [{"name": g, "location": location}
+                                                  for g in groups]}
     with warnings.catch_warnings():  # a missing start time is said by the panel itself
         warnings.simplefilter("ignore", UserWarning)
         validate_metadata(metadata)
@@ -231,7 +248,7 @@ def run_export(kind: str, session: Session, curation: Curation, output_dir: str 
 def _nwb(session, curation, curated, folder, options, report, views) -> ExportResult:
     from ..export import to_nwb
 
-    metadata = nwb_metadata(options.get("metadata") or {})
+    metadata = nwb_metadata(options.get("metadata") or {}, electrode_groups(curated))
     path = unique_path(folder, f"{source_stem(session)}_curated.nwb")
     to_nwb(curated, path, metadata=metadata,
            include_recording=bool(options.get("include_recording")) and

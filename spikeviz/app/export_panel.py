@@ -183,6 +183,8 @@ class ExportPanel(pn.viewable.Viewer):
                                         placeholder="Last, First; Last2, First2"),
             "institution": w.TextInput(label="Institution"),
             "lab": w.TextInput(label="Lab"),
+            "location": w.TextInput(label="Brain area of the electrodes",
+                                    placeholder="Allen CCF acronym for mice, e.g. VISp"),
         }
         self.include_recording = w.Checkbox(label="Include the raw recording",
                                             value=False, disabled=self.session.recording is None)

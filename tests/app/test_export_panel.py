@@ -26,7 +26,7 @@ FORM = {"subject_id": "mouse-7", "species": "Mus musculus", "sex": "F", "age": "
         "session_start_time": "2024-05-01T10:00:00+02:00",
         "session_description": "Curated units of a synthetic probe recording.",
         "experimenter": "Doe, Jane; Roe, Richard", "institution": "Example Institute",
-        "lab": "Example Lab"}
+        "lab": "Example Lab", "location": "VISp"}
 
 
 @pytest.fixture(scope="module")
@@ -119,13 +119,14 @@ def test_nwb_read_back_with_pynwb_and_nwbinspector(panel, session, curation):
         assert list(nwb.experimenter) == ["Doe, Jane", "Roe, Richard"]
         assert nwb.institution == "Example Institute" and nwb.lab == "Example Lab"
         assert nwb.session_description == FORM["session_description"]
+        assert {g.location for g in nwb.electrode_groups.values()} == {"VISp"}
     messages = list(nwbinspector.inspect_nwbfile(nwbfile_path=str(result.path),
                                                  config=nwbinspector.load_config("dandi")))
     serious = [(m.check_function_name, m.message) for m in messages
                if m.importance.name in ("CRITICAL", "BEST_PRACTICE_VIOLATION", "ERROR",
                                         "PYNWB_VALIDATION")]
-    # the only thing left is the brain area of the electrodes, which the form does not ask
-    assert all("location" in message for _, message in serious), serious
+    assert serious == []
+    assert not any("location" in w for w in result.warnings)
 
 
 @pytest.mark.parametrize("style, unit", [("ragged", "s"), ("paired", "samples")])
