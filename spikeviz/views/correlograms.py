@@ -78,7 +78,7 @@ class Correlograms(View):
             default_layout=pn.Row, show_name=False, sizing_mode="stretch_width")
         self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10),
                                   css_classes=["spikeviz-correlograms-info"])
-        self._pane = pn.pane.HoloViews(self.plot, sizing_mode="stretch_both",
+        self._pane = pn.pane.HoloViews(None, sizing_mode="stretch_both",
                                        css_classes=["spikeviz-correlograms"])
         self._layout = pn.Column(self._controls, self._info, self._pane,
                                  sizing_mode="stretch_both")
@@ -132,7 +132,7 @@ class Correlograms(View):
         self.note = "" if selected <= len(units) else \
             f"showing the first {len(units)} of {selected} selected units"
         self.plot = self._draw()
-        self._pane.object = self.plot
+        self._pane.object = self.plot if self.unit_ids else None  # an empty grid: nothing
         self._info.object = self._info_html()
 
     def _changed(self, *events) -> None:

@@ -177,3 +177,14 @@ def test_hidden_view_does_no_work_until_shown():
     view.active = True
     assert calls == [[10, 13]]
     assert view.counts.shape == (2, 2, 20)
+
+
+def test_panel_renders_with_and_without_selection():
+    view = Correlograms(random_session())
+    pn.panel(view).get_root()  # nothing selected: no grid, a hint
+    assert "Select units" in view._info.object
+    view.selection.unit_ids = [10, 13]
+    pn.panel(view).get_root()
+    view.dispose()
+    view.selection.unit_ids = [16]
+    assert view.unit_ids == [10, 13]  # disposed: no longer follows the selection

@@ -143,3 +143,12 @@ def test_hidden_view_does_no_work_until_shown():
     view.active = True
     assert calls == [("isi", [4, 2]), ("rate", [4, 2])]
     assert view.rates_hz.shape == (2, 40)
+
+
+def test_panel_renders_with_and_without_selection():
+    rng = np.random.default_rng(4)
+    trains = {u: np.unique(rng.integers(0, int(DURATION_S * FS), 300)) for u in (2, 4)}
+    view = ISIView(session_from_trains(trains))
+    pn.panel(view).get_root()
+    view.selection.unit_ids = [4, 2]
+    pn.panel(view).get_root()

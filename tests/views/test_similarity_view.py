@@ -215,3 +215,11 @@ def test_with_a_recording_template_similarity_ranks_the_same_waveform_first():
     assert frame["similarity"].iloc[1:].max() < 0.5
     assert "template similarity" in view._info.object
     assert view.next_similar() == 2 and view.selection.unit_ids == [1, 2]
+
+
+def test_panel_renders(trains):
+    view = Similarity(make_session(trains))
+    pn.panel(view).get_root()
+    view.selection.unit_ids = [2]
+    pn.panel(view).get_root()
+    assert view.table.value["unit_id"].iloc[0] == 1
