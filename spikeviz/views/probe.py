@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from bokeh.models import DataRange1d
 
 from .base import View
 from .colors import BACKGROUND_COLOR, unit_color
@@ -77,7 +78,8 @@ class Probe(View):
             self.plot = (channels * highlight * units).opts(hv.opts.Overlay(
                 responsive=True, min_height=self.min_height, data_aspect=1,
                 xlabel="x (µm)", ylabel="y (µm)", toolbar="above",
-                active_tools=["wheel_zoom", "tap"], show_legend=False))
+                active_tools=["wheel_zoom", "tap"], show_legend=False,
+                hooks=[self._equal_aspect_hook]))
             body = pn.pane.HoloViews(self.plot, sizing_mode="stretch_both",
                                      min_height=self.min_height)
         else:
@@ -187,6 +189,18 @@ class Probe(View):
     def _squares(self, indices) -> list:
         h = self.square_um / 2
         return [(x - h, y - h, x + h, y + h) for x, y in self._xy[indices].tolist()]
+
+    @staticmethod
+    def _equal_aspect_hook(plot, element) -> None:
+        """One µm is as long on x as on y whatever the plot's size: Bokeh's match_aspect,
+        which needs auto-ranging (DataRange1d) axes, fitted to the channels."""
+        fig = plot.state
+        fig.toolbar.logo = None
+        if not isinstance(fig.x_range, DataRange1d):
+            fig.x_range = DataRange1d(range_padding=0.05)
+            fig.y_range = DataRange1d(range_padding=0.02)
+        fig.match_aspect = True
+        fig.aspect_scale = 1.0
 
     def _highlight_element(self, version=0):
         where = {c: i for i, c in enumerate(self._channel_ids.tolist())}

@@ -17,7 +17,7 @@ Channels shown: the ``num_channels`` channels nearest to the first selected unit
 is one ``hv.Path`` (its channels joined with NaN separators), its std band one
 ``hv.Polygons``, its sample snippets one ``hv.Path``, its density one ``hv.Image`` (a 2-D
 histogram of snippet samples on the layout's lattice: one column per sample position, bins
-``pitch_y / 10`` µm tall) — never one renderer per channel.
+``pitch_y / 25`` µm tall) — never one renderer per channel.
 
 Templates come from ``results.templates`` (µV, with std); without a recording, from KiloSort's
 templates in ``session.results['kilosort_templates']`` (each unit its dominant template by the
@@ -41,6 +41,12 @@ from .colors import unit_color
 
 MODES = ["mean", "mean+samples", "density"]
 _SPAN = 0.85  # fraction of the column pitch a snippet spans at most
+
+
+def _tint(color: str, amount: float = 0.8) -> str:
+    """``color`` (hex) mixed with ``amount`` of white."""
+    rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * amount):02x}" for c in rgb)
 
 
 def _pitch(values: np.ndarray, default: float) -> float:
@@ -91,13 +97,13 @@ class WaveformLayout:
         """2-D histogram of snippet samples ``(n, S, K)`` µV on the layout's lattice.
 
         Returns ``(counts (ny, nx) int64, x_edges, y_edges)``: one column per sample position
-        (width um_per_sample, centred on it), rows ``bin_um`` µm tall (default pitch_y / 10);
+        (width um_per_sample, centred on it), rows ``bin_um`` µm tall (default pitch_y / 25);
         the grid covers every finite sample, so ``counts.sum()`` is their number.
         """
         x, y = self.place(values_uv)
         ok = np.isfinite(x) & np.isfinite(y)
         x, y = x[ok], y[ok]
-        bin_um = self.pitch_y_um / 10 if bin_um is None else bin_um
+        bin_um = self.pitch_y_um / 25 if bin_um is None else bin_um
         step = self.um_per_sample
         if x.size == 0:
             return np.zeros((0, 0), np.int64), np.zeros(1), np.zeros(1)
@@ -360,7 +366,8 @@ class TemplatesView(View):
             xc, yc = (xe[:-1] + xe[1:]) / 2, (ye[:-1] + ye[1:]) / 2
             color = unit_color(unit_id, fig.unit_ids)
             layers.append(hv.Image((xc, yc, z), kdims=["x_um", "y_um"], vdims="snippets").opts(
-                cmap=["#f4f4f4", color], cnorm="eq_hist", alpha=0.85))
+                cmap=[_tint(color), color], cnorm="eq_hist",
+                alpha=0.9 if len(fig.density) == 1 else 0.6))
         for unit_id, polygons in fig.bands.items():
             layers.append(hv.Polygons([{"x_um": x, "y_um": y} for x, y in polygons],
                                       kdims=["x_um", "y_um"]).opts(

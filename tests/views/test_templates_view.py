@@ -168,7 +168,7 @@ def test_sample_waveforms_and_density(gt, session):
         for dx in offsets[[0, s // 2, s - 1]]:
             j = int(np.argmin(np.abs(centres - (x_probe + dx))))
             assert counts[:, j].sum() == n * channels
-    assert np.allclose(np.diff(y_edges), ROW_PITCH_UM / 10)
+    assert np.allclose(np.diff(y_edges), ROW_PITCH_UM / 25)
     assert view.figure.curves[unit] is not None  # the mean stays on top
 
 
