@@ -80,25 +80,11 @@ def curated_session(session: Session, curation: Curation) -> Session:
                    filter_band_hz=session.filter_band_hz, n_jobs=session.n_jobs)
 
 
-def unit_frame(session: Session, curation: Curation, curated: Session | None = None,
-               compute: bool = False) -> pd.DataFrame:
-    """The unit table of the current curated units (labels, counts, rates, amplitudes,
-    metrics): ``curated_analysis(session, curation).unit_frame()``; before that module exists,
-    the unit table + quality metrics + spike counts and rates of the curated session."""
-    try:
-        from ..model.curated import curated_analysis
-    except ImportError:
-        from ..io._results import unit_columns
+def unit_frame(session: Session, curation: Curation) -> pd.DataFrame:
+    """The unit table of the current curated units (labels, tags, counts, rates, amplitudes,
+    depths, metrics): ``curated_analysis(session, curation).unit_frame()``."""
+    from ..model.curated import curated_analysis
 
-        curated = curated or curated_session(session, curation)
-        sorting = curated.sorting
-        table = unit_columns(curated, compute)
-        counts = sorting.spike_counts().reindex(table.index).to_numpy()
-        duration = sorting.duration_s
-        table = table.drop(columns=["num_spikes", "firing_rate_hz"], errors="ignore")
-        table.insert(0, "num_spikes", counts)
-        table.insert(1, "firing_rate_hz", counts / duration if duration else np.nan)
-        return table
     return curated_analysis(session, curation).unit_frame()
 
 
@@ -321,7 +307,7 @@ def _curation(session, curation, curated, folder, options, report, views) -> Exp
 
 def _metrics(session, curation, curated, folder, options, report, views,
              parquet=False) -> ExportResult:
-    frame = unit_frame(session, curation, curated, compute=options.get("compute", True))
+    frame = unit_frame(session, curation)
     report("metrics", 0.5)
     if parquet:
         engine = parquet_engine()

@@ -178,10 +178,12 @@ def test_metrics_csv_equals_the_unit_frame(panel, session, curation):
     result = panel.run_job("metrics_csv")
     back = pd.read_csv(result.path, index_col="unit_id", keep_default_na=False,
                        na_values=[""])
-    frame = jobs.unit_frame(session, curation, panel._curated())
+    frame = jobs.unit_frame(session, curation)
     assert back.index.tolist() == curation.sorting.unit_ids.tolist()
     assert back.columns.tolist() == frame.columns.tolist()
     assert back["label"].tolist() == curation.sorting.labels.tolist()
+    counts = {u: len(t) for u, t in expected_trains(session, curation).items()}
+    assert back["num_spikes"].to_dict() == counts
     for column in frame.columns:
         expected = frame[column]
         if pd.api.types.is_numeric_dtype(expected):
