@@ -10,10 +10,18 @@ Selected units (``Selection.unit_ids``) are drawn again on top in colour (also r
 a tinted band. Hover names the unit under the pointer and the spike count of the pixel (0 for
 an empty one); a tap selects the unit of the tapped row and a box-select selects every unit
 with spikes in the box; both map rows to unit ids on the server, exactly.
-``Selection.time_window_s`` zooms the time axis.
+``Selection.time_window_s`` zooms the time axis, and zooming or panning the time axis writes it
+(``write_time_window``; the whole session is None).
 
-The arrays behind the raster (float64 seconds computed once from the int64 samples, the row of
-every spike) are derived once per Session and shared, read-only, by every browser session.
+The raster shows ``curation.sorting``, the current curated sorting: after every curation action
+(and undo/redo) its rows are rebuilt in place (zoom kept). Rows are ordered by ``order_by``: a
+column of ``CuratedAnalysis.unit_frame()`` (depth by default, deepest at the bottom; unit id,
+firing rate, amplitude, spike count, any metric), ascending from the bottom, unknown values on
+top by unit order, ties by unit order.
+
+The arrays behind the raster (float64 seconds computed once from the int64 samples, shared by
+every curated sorting with the same spike times; the row of every spike, per sorting and order)
+are shared, read-only, by every browser session.
 """
 
 from __future__ import annotations
@@ -32,10 +40,10 @@ import param
 from bokeh.models import BasicTicker, CustomJSHover, CustomJSTickFormatter
 from holoviews.operation.datashader import rasterize
 
-from ..model.depth import unit_depths_um
-from ..model.selection import Selection
+from ..model.curated import curated_analysis
 from ..model.session import Session
 from ..model.sorting import Sorting
+from .base import View
 
 
 def _ramp(start: str, end: str, n: int = 256) -> list[str]:
@@ -75,13 +83,29 @@ def _ensure_bokeh_backend() -> None:
 
 
 # -- shared raster data -------------------------------------------------------------------------
+#: ``order_by`` names with their unit_frame column; any other numeric column is its own name.
+ORDER_COLUMNS = {"depth": "depth_um", "unit id": "unit_id", "firing rate": "firing_rate_hz",
+                 "amplitude": "amplitude_uv", "spikes": "num_spikes"}
+_NOT_ORDERS = {"peak_channel_id"}
+
+
+def order_choices(frame: pd.DataFrame) -> list[str]:
+    """``order_by`` values for a unit frame: the named orders, then every other numeric
+    column (metrics)."""
+    named = set(ORDER_COLUMNS.values())
+    extra = [str(c) for c in frame.columns if str(c) not in named | _NOT_ORDERS and
+             pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
+    return list(ORDER_COLUMNS) + extra
+
+
 @dataclass(frozen=True, eq=False)
 class RasterData:
-    """Read-only arrays behind a raster, shared by every view of one Session.
+    """Read-only arrays behind a raster of one Sorting in one row order.
 
     ``frame`` has one row per spike in spike-vector (time) order: ``time_s`` (float64 seconds,
     computed once from the int64 sample indices) and ``row`` (float32, the unit's row; row 0 is
-    at the bottom). ``row_unit_ids[r]`` is the unit id drawn in row r.
+    at the bottom). ``row_unit_ids[r]`` is the unit id drawn in row r. ``values`` is the sort
+    key per unit_index (NaN unknown), ``depths_um`` the depth per unit_index (NaN unknown).
     """
 
     sorting: Sorting
@@ -89,9 +113,10 @@ class RasterData:
     time_s: np.ndarray
     row_of_unit: np.ndarray  # int64 row of each unit_index
     row_unit_ids: list
-    depths_um: np.ndarray  # per unit_index, NaN where unknown
-    order: str  # "depth" or "unit id"
-    depth_source: str
+    depths_um: np.ndarray
+    values: np.ndarray
+    order: str  # the order in effect: the requested one, or "unit id" when it is unknown
+    requested: str
 
     @property
     def num_rows(self) -> int:
@@ -103,53 +128,88 @@ class RasterData:
 
 
 _LOCK = threading.Lock()
-_TIMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Sorting -> time_s
-_DATA: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Session -> RasterData
+_TIMES: dict = {}  # (buffer address, size) -> (weakref to a sample_index array, time_s)
+_DATA: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Sorting -> {order: data}
 
 
 def spike_times_s(sorting: Sorting) -> np.ndarray:
-    """Every spike's time in seconds (float64, read-only), computed once per Sorting."""
+    """Every spike's time in seconds (float64, read-only); computed once per spike vector and
+    shared by the curated sortings that keep it (label, merge, split do)."""
+    samples = sorting.sample_index
+    key = (samples.__array_interface__["data"][0], samples.size,
+           float(sorting.sampling_frequency))
     with _LOCK:
-        times = _TIMES.get(sorting)
-        if times is None:
-            times = sorting.sample_index / sorting.sampling_frequency
-            times.flags.writeable = False
-            _TIMES[sorting] = times
-        return times
+        for dead in [k for k, (ref, _) in _TIMES.items() if ref() is None]:
+            del _TIMES[dead]
+        hit = _TIMES.get(key)
+        if hit is not None:
+            return hit[1]
+    times = samples / sorting.sampling_frequency
+    times.flags.writeable = False
+    owner = samples.base if samples.base is not None else samples
+    try:
+        ref = weakref.ref(owner)
+    except TypeError:  # e.g. a memory map: keep it as long as this array lives
+        ref = weakref.ref(samples)
+    with _LOCK:
+        _TIMES[key] = (ref, times)
+    return times
 
 
-def raster_data(session: Session) -> RasterData:
-    """The RasterData of ``session`` (built on first use, then shared).
+def _unit_frame(session: Session, curation) -> pd.DataFrame:
+    return curated_analysis(session, curation).unit_frame()
 
-    Rebuilt when the session's sorting or its unit depths (``model.depth.unit_depths_um``,
-    cached per Session in the model and shared with the unit table) change.
+
+def raster_data(session: Session, order_by: str = "depth", curation=None,
+                frame: pd.DataFrame | None = None) -> RasterData:
+    """RasterData of ``curation.sorting`` (default ``session.curation``) ordered by
+    ``order_by`` (see :func:`order_choices`); built once per sorting and order, then shared.
+
+    ``frame``: the curated unit frame (indexed by unit id) when the caller has it already.
+    Rebuilt when the sort keys of that sorting changed (e.g. depths computed later).
     """
-    sorting = session.sorting
-    depths, source = unit_depths_um(session)
-    with _LOCK:
-        data = _DATA.get(session)
-        if data is not None and data.sorting is sorting and data.depths_um is depths:
-            return data
-    time_s = spike_times_s(sorting)
+    curation = session.curation if curation is None else curation
+    sorting = curation.sorting
+    if frame is None:
+        frame = _unit_frame(session, curation)
+    ids = pd.Index(sorting.unit_ids, name="unit_id")
+    column = ORDER_COLUMNS.get(order_by, order_by)
     n = sorting.num_units
-    if source:
-        # deepest (smallest y, nearest the tip) at the bottom; unknown depths on top, by id
-        known = np.isfinite(depths)
-        order = np.lexsort((np.arange(n), np.where(known, depths, np.inf), ~known))
-        order_name = "depth"
+    if column == "unit_id":
+        values = np.full(n, np.nan)
+    elif column in frame:
+        values = pd.to_numeric(frame[column].reindex(ids), errors="coerce").to_numpy(
+            dtype=np.float64)
+    else:
+        raise ValueError(f"no column {column!r} to order the raster by")
+    depths = frame["depth_um"].reindex(ids).to_numpy(dtype=np.float64) \
+        if "depth_um" in frame else np.full(n, np.nan)
+    with _LOCK:
+        data = _DATA.get(sorting, {}).get(order_by)
+    if data is not None and np.array_equal(data.values, values, equal_nan=True) and \
+            np.array_equal(data.depths_um, depths, equal_nan=True):
+        return data
+    time_s = spike_times_s(sorting)
+    known = np.isfinite(values)
+    if known.any():
+        # ascending from the bottom (row 0), unknown on top; ties by unit order
+        order = np.lexsort((np.arange(n), np.where(known, values, np.inf), ~known))
+        order_name = order_by
     else:
         order = np.argsort(sorting.unit_ids, kind="stable")
         order_name = "unit id"
     row_of_unit = np.empty(n, dtype=np.int64)
     row_of_unit[order] = np.arange(n)
     rows = row_of_unit.astype(np.float32)[sorting.unit_index]
-    frame = pd.DataFrame({"time_s": time_s, "row": rows}, copy=False)
+    spikes = pd.DataFrame({"time_s": time_s, "row": rows}, copy=False)
     unit_ids = sorting.unit_ids.tolist()
-    data = RasterData(sorting=sorting, frame=frame, time_s=time_s, row_of_unit=row_of_unit,
+    values.flags.writeable = False
+    depths.flags.writeable = False
+    data = RasterData(sorting=sorting, frame=spikes, time_s=time_s, row_of_unit=row_of_unit,
                       row_unit_ids=[unit_ids[i] for i in order.tolist()], depths_um=depths,
-                      order=order_name, depth_source=source)
+                      values=values, order=order_name, requested=order_by)
     with _LOCK:
-        _DATA[session] = data
+        _DATA.setdefault(sorting, {})[order_by] = data
     return data
 
 
@@ -171,31 +231,47 @@ def _format_count(n: int) -> str:
 
 
 # -- the view -----------------------------------------------------------------------------------
-class Raster(pn.viewable.Viewer):
-    """Spike raster of all units (datashaded), linked to a Selection.
+_TICK_CODE = ("const i = Math.round(tick);"
+              "return (Math.abs(tick - i) < 1e-6 && i >= 0 && i < labels.length)"
+              " ? labels[i] : '';")
+_HOVER_CODE = ("const i = Math.round(value);"
+               "return (i >= 0 && i < labels.length) ? labels[i] : '';")
 
-    Reads ``session``; writes only ``selection.unit_ids`` (tap, box-select); follows
-    ``selection.unit_ids`` (highlight) and ``selection.time_window_s`` (x zoom).
+
+class Raster(View):
+    """Spike raster of every unit of the curated sorting (datashaded), linked to a Selection.
+
+    ``Raster(session, selection=None, curation=None, **params)``. Writes only
+    ``selection.unit_ids`` (tap, box-select) and ``selection.time_window_s`` (zoom/pan, when
+    ``write_time_window``); follows ``selection.unit_ids`` (highlight),
+    ``selection.time_window_s`` (x zoom) and ``curation.sorting`` (rows).
     """
 
-    session = param.ClassSelector(class_=Session, constant=True, doc="What is shown.")
-    selection = param.ClassSelector(class_=Selection, constant=True, doc="""
-        Shared selection: read for the highlight and time window, written on tap/box-select.""")
     min_height = param.Integer(default=420, bounds=(100, None), doc="Minimum plot height, px.")
+    order_by = param.Selector(default="depth", objects=list(ORDER_COLUMNS), doc="""
+        Row order, ascending from the bottom: depth (deepest at the bottom), unit id, firing
+        rate, amplitude, spikes, or any numeric column of the unit table (metrics).""")
+    write_time_window = param.Boolean(default=True, doc="""
+        Zooming/panning the time axis writes selection.time_window_s (None: whole session).""")
 
-    def __init__(self, session: Session, selection: Selection | None = None, **params):
-        if selection is None:
-            selection = Selection.for_session(session)
-        super().__init__(session=session, selection=selection, **params)
+    def __init__(self, session: Session, selection=None, curation=None, **params):
+        super().__init__(session, selection, curation, **params)
         _ensure_bokeh_backend()
-        self._data = raster_data(session)
+        frame = _unit_frame(session, self.curation)
+        self.param.order_by.objects = order_choices(frame)
+        self._data = raster_data(session, self.order_by, self.curation, frame)
         self._highlight_key: tuple | None = None
         self._highlight_frame = self._data.frame.iloc[0:0]
         self._x_ranges: weakref.WeakSet = weakref.WeakSet()
+        self._y_ranges: weakref.WeakSet = weakref.WeakSet()
+        self._y_axes: weakref.WeakSet = weakref.WeakSet()
         self._range = hv.streams.RangeXY()
         self._size = hv.streams.PlotSize()
-        self._units_stream = hv.streams.Params(parameterized=selection,
-                                               parameters=["unit_ids"])
+        self._units_stream = hv.streams.Stream.define("Units", unit_ids=[])(
+            unit_ids=list(self.selection.unit_ids))
+        self._tick_formatter = CustomJSTickFormatter(args={"labels": []}, code=_TICK_CODE)
+        self._hover_formatter = CustomJSHover(args={"labels": []}, code=_HOVER_CODE)
+        self._set_labels()
 
         base = hv.DynamicMap(self._base_image, streams=[self._range, self._size])
         highlight = hv.DynamicMap(self._highlight_image,
@@ -205,17 +281,25 @@ class Raster(pn.viewable.Viewer):
         self._tap.add_subscriber(self._on_tap)
         self._box = hv.streams.BoundsXY(source=base)
         self._box.add_subscriber(self._on_box)
+        self._range.add_subscriber(self._on_range)
 
         self.plot = (bands * base * highlight).opts(self._overlay_opts())
-        selection.param.watch(self._on_units, ["unit_ids"])
-        selection.param.watch(self._on_window, ["time_window_s"])
+        self._watch(self.selection, "unit_ids", self._on_units)
+        self._watch(self.selection, "time_window_s", self._on_window)
+        self._watch(self.curation, "sorting", lambda *_: self.refresh())
+        self.param.watch(lambda *_: self.refresh(), ["order_by"])
         self._info = pn.pane.HTML(self._info_html(), sizing_mode="stretch_width",
                                   css_classes=["spikeviz-raster-info"], margin=(0, 10))
+        self.order_select = pn.widgets.Select.from_param(
+            self.param.order_by, name="", width=150, margin=(0, 10),
+            css_classes=["spikeviz-raster-order"])
         self._pane = pn.pane.HoloViews(self.plot, sizing_mode="stretch_both",
                                        min_height=self.min_height, margin=(0, 5),
                                        css_classes=["spikeviz-raster"])
-        self._layout = pn.Column(self._info, self._pane, sizing_mode="stretch_both",
-                                 min_height=self.min_height + 30)
+        self._layout = pn.Column(pn.Row(self._info, self.order_select,
+                                        sizing_mode="stretch_width"),
+                                 self._pane, sizing_mode="stretch_both",
+                                 min_height=self.min_height + 40)
 
     def __panel__(self):
         return self._layout
@@ -232,12 +316,12 @@ class Raster(pn.viewable.Viewer):
 
     @property
     def order(self) -> str:
-        """How rows are ordered: "depth" or "unit id"."""
+        """The row order in effect: ``order_by``, or "unit id" when its values are unknown."""
         return self._data.order
 
     def row_of(self, unit_id) -> int:
         """Row (0 = bottom) of ``unit_id``."""
-        return int(self._data.row_of_unit[self.session.sorting.unit_index_of(unit_id)])
+        return int(self._data.row_of_unit[self._data.sorting.unit_index_of(unit_id)])
 
     def unit_at(self, y: float):
         """Unit id of the row at y (data coordinates), or None outside the rows."""
@@ -250,8 +334,7 @@ class Raster(pn.viewable.Viewer):
 
     def spikes_of(self, unit_id) -> pd.DataFrame:
         """The raster's points (time_s, row) for ``unit_id``, in time order."""
-        positions = self.session.sorting.spike_indices(unit_id)
-        return self._data.frame.iloc[positions]
+        return self._data.frame.iloc[self._data.sorting.spike_indices(unit_id)]
 
     @property
     def highlight(self) -> pd.DataFrame:
@@ -262,6 +345,41 @@ class Raster(pn.viewable.Viewer):
     def x_range_s(self) -> tuple[float, float]:
         """The time range (s) the raster is set to show."""
         return self._x_default()
+
+    # -- curation, order -------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Rebuild the rows for the current curated sorting and ``order_by``; keep the zoom."""
+        data = self._data
+        frame = _unit_frame(self.session, self.curation)
+        self.param.order_by.objects = order_choices(frame)
+        self._data = raster_data(self.session, self.order_by, self.curation, frame)
+        if self._data is data:
+            return
+        self._set_labels()
+        n = max(self._data.num_rows, 1)
+        for y_range in list(self._y_ranges):
+            y_range.update(bounds=(-0.5, n - 0.5), start=-0.5, end=n - 0.5)
+        for axis in list(self._y_axes):
+            axis.axis_label = self._ylabel()
+        self._info.object = self._info_html()
+        self._units_stream.event(unit_ids=list(self.selection.unit_ids))
+        self._range.event(y_range=(-0.5, n - 0.5))
+
+    def _set_labels(self) -> None:
+        data = self._data
+        labels = [str(u) for u in data.row_unit_ids]
+        depths = data.depths_um[np.argsort(data.row_of_unit)] if data.num_rows else np.zeros(0)
+        hover = [f"{label} ({depth:.0f} µm)" if np.isfinite(depth) else label
+                 for label, depth in zip(labels, depths.tolist(), strict=True)]
+        self._tick_formatter.args = {"labels": labels}
+        self._hover_formatter.args = {"labels": hover}
+
+    def _ylabel(self) -> str:
+        if self.order == "depth":
+            return "unit (by depth, deepest at bottom)"
+        if self.order == "unit id":
+            return "unit"
+        return f"unit (by {self.order}, lowest at bottom)"
 
     # -- rendering -----------------------------------------------------------------------------
     def _x_default(self) -> tuple[float, float]:
@@ -275,21 +393,9 @@ class Raster(pn.viewable.Viewer):
         return (start, end) if start < end else whole
 
     def _overlay_opts(self) -> list:
-        labels = [str(u) for u in self._data.row_unit_ids]
-        depths = self._data.depths_um[np.argsort(self._data.row_of_unit)] \
-            if self._data.num_rows else np.zeros(0)
-        hover_labels = [
-            f"{label} ({depth:.0f} µm)" if np.isfinite(depth) else label
-            for label, depth in zip(labels, depths.tolist(), strict=True)]
-        tick_code = ("const i = Math.round(tick);"
-                     "return (Math.abs(tick - i) < 1e-6 && i >= 0 && i < labels.length)"
-                     " ? labels[i] : '';")
-        hover_code = ("const i = Math.round(value);"
-                      "return (i >= 0 && i < labels.length) ? labels[i] : '';")
         n = self._data.num_rows
         # every layer's default tools: the overlay merges them (and would keep a 2-D wheel zoom)
         default_tools = ["save", "pan", "xwheel_zoom", "box_zoom", "reset"]
-        ylabel = "unit (by depth, deepest at bottom)" if self.order == "depth" else "unit"
         return [
             hv.opts.Image(
                 "Base", cmap=BASE_CMAP, cnorm="eq_hist", colorbar=False,
@@ -297,19 +403,17 @@ class Raster(pn.viewable.Viewer):
                 tools=["hover", "tap", "box_select"],
                 hover_tooltips=[("unit", "$y{custom}"), ("time (s)", "$x{0.000}"),
                                 ("spikes in pixel", "$image_index{custom}")],
-                hover_formatters={"$y": CustomJSHover(args={"labels": hover_labels},
-                                                      code=hover_code)},
+                hover_formatters={"$y": self._hover_formatter},
                 hooks=[self._count_hover_hook]),
             hv.opts.Image("Highlight", cmap=HIGHLIGHT_CMAP, cnorm="eq_hist", colorbar=False,
                           default_tools=default_tools),
             hv.opts.HSpans(color=BAND_COLOR, alpha=0.45, line_alpha=0,
                            default_tools=default_tools),
             hv.opts.Overlay(
-                responsive=True, min_height=self.min_height, xlabel="time (s)", ylabel=ylabel,
-                xlim=self._x_default(), ylim=(-0.5, max(n, 1) - 0.5),
+                responsive=True, min_height=self.min_height, xlabel="time (s)",
+                ylabel=self._ylabel(), xlim=self._x_default(), ylim=(-0.5, max(n, 1) - 0.5),
                 yticks=BasicTicker(min_interval=1, num_minor_ticks=0, desired_num_ticks=25),
-                yformatter=CustomJSTickFormatter(args={"labels": labels}, code=tick_code),
-                active_tools=["pan", "xwheel_zoom"],
+                yformatter=self._tick_formatter, active_tools=["pan", "xwheel_zoom"],
                 default_tools=default_tools,
                 show_grid=False, show_legend=False, toolbar="above",
                 hooks=[self._plot_hook]),
@@ -329,7 +433,8 @@ class Raster(pn.viewable.Viewer):
             args={"source": source}, code=SPIKE_COUNT_HOVER_CODE)}
 
     def _plot_hook(self, plot, element) -> None:
-        """Keep the time axis handle (to follow time_window_s) and bound pan/zoom to the data."""
+        """Keep the axes' handles (to follow time_window_s and the curation) and bound pan/zoom
+        to the data."""
         x_range = plot.handles.get("x_range")
         y_range = plot.handles.get("y_range")
         duration = self._data.duration_s
@@ -338,8 +443,12 @@ class Raster(pn.viewable.Viewer):
             self._x_ranges.add(x_range)
             if duration > 0:
                 x_range.bounds = (0.0, duration)
-        if y_range is not None and self._data.num_rows:
-            y_range.bounds = (-0.5, self._data.num_rows - 0.5)
+        if y_range is not None:
+            self._y_ranges.add(y_range)
+            if self._data.num_rows:
+                y_range.bounds = (-0.5, self._data.num_rows - 0.5)
+        for axis in plot.state.yaxis:
+            self._y_axes.add(axis)
 
     def _grid(self, x_range, y_range, width, height):
         """Aggregation grid: (x0, x1), (y0, y1) snapped to row edges, width and height in bins,
@@ -402,17 +511,30 @@ class Raster(pn.viewable.Viewer):
                                height)
 
     def _bands(self, unit_ids=None):
-        rows = sorted(self.row_of(u) for u in self.selection.unit_ids)
+        rows = sorted(self.row_of(u) for u in self._known(self.selection.unit_ids))
         return hv.HSpans(([r - 0.5 for r in rows], [r + 0.5 for r in rows]))
 
     # -- selection -------------------------------------------------------------------------------
+    def _known(self, unit_ids) -> list:
+        """``unit_ids`` that are units of the shown sorting (a selection may lag behind)."""
+        sorting = self._data.sorting
+        out = []
+        for u in unit_ids:
+            try:
+                sorting.unit_index_of(u)
+            except (KeyError, ValueError):
+                continue
+            out.append(u)
+        return out
+
     def _highlight_for(self, unit_ids) -> pd.DataFrame:
         """Points of ``unit_ids`` in time order (the last result is kept)."""
-        key = tuple(unit_ids)
+        units = tuple(self._known(unit_ids))
+        key = (id(self._data), units)
         if key != self._highlight_key:
-            sorting = self.session.sorting
-            if key:
-                positions = np.sort(np.concatenate([sorting.spike_indices(u) for u in key]))
+            sorting = self._data.sorting
+            if units:
+                positions = np.sort(np.concatenate([sorting.spike_indices(u) for u in units]))
             else:
                 positions = np.zeros(0, dtype=np.int64)
             self._highlight_frame = self._data.frame.iloc[positions]
@@ -420,8 +542,8 @@ class Raster(pn.viewable.Viewer):
         return self._highlight_frame
 
     def _info_html(self) -> str:
-        units = self.selection.unit_ids
-        sorting = self.session.sorting
+        units = self._known(self.selection.unit_ids)
+        sorting = self._data.sorting
         n = self._data.num_rows
         if n == 0:
             return "<span class='spikeviz-selected'>No units in this sorting.</span>"
@@ -440,20 +562,50 @@ class Raster(pn.viewable.Viewer):
                 depth = self._data.depths_um[sorting.unit_index_of(units[0])]
                 if np.isfinite(depth):
                     hint += f" &middot; depth {depth:.0f} µm"
-        order = "by depth" if self.order == "depth" else "by unit id"
+        order = f"by {self.order}"
         return (f"<span class='spikeviz-selected'><b>{what}</b>{hint}</span>"
                 f"<span style='float:right;color:#666'>{n} units {order} &middot; "
                 f"{_format_count(sorting.num_spikes)}</span>")
 
     def _on_units(self, event) -> None:
         self._info.object = self._info_html()
-        # the Params stream re-renders the highlight and the bands
+        self._units_stream.event(unit_ids=list(event.new))  # re-renders highlight and bands
 
     def _on_window(self, event) -> None:
         start, end = self._x_default()
         for x_range in list(self._x_ranges):
             x_range.update(start=start, end=end)
-        self._range.event(x_range=(start, end))
+        if self._range.x_range is None or not np.allclose(self._range.x_range, (start, end)):
+            self._range.event(x_range=(start, end))
+
+    def _window_of(self, x_range) -> tuple[float, float] | None:
+        """The time window (s) for a visible x range: clipped to the session; None when it
+        covers the whole session (or is not a valid range)."""
+        duration = self._data.duration_s
+        if x_range is None or duration <= 0:
+            return None
+        start, end = max(float(x_range[0]), 0.0), min(float(x_range[1]), duration)
+        if not (np.isfinite(start) and np.isfinite(end)) or end <= start:
+            return None
+        tolerance = 1e-9 * max(duration, 1.0)
+        if start <= tolerance and end >= duration - tolerance:
+            return None
+        return (start, end)
+
+    def _on_range(self, x_range=None, **_) -> None:
+        """Zoom/pan of the time axis (RangeXY): write selection.time_window_s when it differs
+        from the window the raster already follows (so no loop: the echo is equal)."""
+        if not self.write_time_window or x_range is None or not self.active:
+            return
+        window = self._window_of(x_range)
+        current = self.selection.time_window_s
+        if window is None and current is None:
+            return
+        if window is not None and current is not None and np.allclose(window, current):
+            return
+        if window is None and self._window_of(self._x_default()) is None:
+            return  # the selection's window is clipped to the whole session already
+        self.selection.time_window_s = window
 
     def _on_tap(self, x=None, y=None, **_) -> None:
         if x is None or y is None:
@@ -470,7 +622,7 @@ class Raster(pn.viewable.Viewer):
         n = self._data.num_rows
         first = max(0, int(np.floor(y0 - 0.5)) + 1)
         last = min(n - 1, int(np.ceil(y1 + 0.5)) - 1)
-        sorting = self.session.sorting
+        sorting = self._data.sorting
         units = [u for u in self._data.row_unit_ids[first:last + 1]
                  if sorting.spike_train_s(u, x0, np.nextafter(x1, np.inf)).size]
         self.selection.unit_ids = units

@@ -1,37 +1,52 @@
-"""UnitTable: one row per unit (id, label, spike count, firing rate, every unit-table column).
+"""UnitTable: one row per unit of the current curated sorting, filterable, linked to Selection.
 
-Everything shown comes from the model: spike counts from ``Sorting.spike_counts()``, depths
-from ``model.depth.unit_depths_um`` (cached per Session in the model, shared with the raster).
+Rows are the units of ``curation.sorting`` in its unit order; columns come from
+``CuratedAnalysis.unit_frame()`` (label, tags, spike count, firing rate, amplitude, peak
+channel, depth, every quality metric, the sorting's own unit-table columns), with ``unit_id``
+first. Rows are filtered by the column header filters and by :attr:`UnitTable.expression`, a
+safe expression over the columns (``snr > 5 and label == "good"``; see
+:mod:`spikeviz.views.expression`): an invalid one is shown under the box
+(:attr:`UnitTable.filter_error`) and the previous valid filter stays.
 
 Selecting rows writes ``Selection.unit_ids``; a change of ``Selection.unit_ids`` from anywhere
 else selects the matching rows. The two directions cannot loop: each side only writes when the
 other's value differs as a set, and a guard ignores the echo of its own write.
 
-``label`` is the sorting's curation label ("unsorted" when none; lower-cased by the Phy
-reader), shown right after the unit id. A raw unit-table column it merely repeats, ignoring case
-(Phy's ``group`` "good", bombcell's ``bc_unitType`` "GOOD", when that is where the label came
-from), is hidden: it stays in the table's data and the label header's tooltip names it. A raw
-column that disagrees with the label for any unit (e.g. ``KSLabel`` after manual curation)
-stays visible.
+After each curation action the table is updated in place: a label/tag action patches the
+changed cells (``Tabulator.patch``), an action that changes the set of units (merge, split,
+remove, their undo) replaces the data; sorters, header filters and the expression stay.
+
+A raw unit-table column that merely repeats the label, ignoring case (Phy's ``group``,
+bombcell's ``bc_unitType``), is hidden: it stays in the data and the label header's tooltip
+names it. A raw column that disagrees with the label for any unit stays visible.
 """
 
 from __future__ import annotations
+
+import html
 
 import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models.widgets.tables import NumberFormatter
+from bokeh.models.widgets.tables import HTMLTemplateFormatter, NumberFormatter
 
+from ..errors import InputError
 from ..model.depth import DEPTH_COLUMN, PEAK_CHANNEL_COLUMN, TEMPLATES_SOURCE, unit_depths_um
-from ..model.selection import Selection
 from ..model.session import Session
+from ..model.sorting import Sorting
+from .base import View
+from .expression import Expression
 
-#: Columns every table has, in this order, before the sorting's own unit-table columns.
-FIXED_COLUMNS = ("unit_id", "label", "num_spikes", "firing_rate_hz")
+#: Columns every table starts with, in this order.
+FIXED_COLUMNS = ("unit_id", "label", "tags", "num_spikes", "firing_rate_hz")
 
 TITLES = {"unit_id": "unit", "num_spikes": "spikes", "firing_rate_hz": "rate (Hz)",
-          DEPTH_COLUMN: "depth (µm)"}
+          "amplitude_uv": "amplitude (µV)", PEAK_CHANNEL_COLUMN: "channel",
+          DEPTH_COLUMN: "depth (µm)", "x_um": "x (µm)"}
+
+#: Label cell colours (background) by label.
+LABEL_COLORS = {"good": "#b7e4b0", "mua": "#ffc98a", "noise": "#d4d4d4"}
 
 #: What "depth (µm)" means; the unit table's depth is y in the probe's channel locations.
 DEPTH_TOOLTIP = "y on the probe, µm from the tip; larger = shallower"
@@ -41,40 +56,75 @@ _DEPTH_SOURCES = {
     TEMPLATES_SOURCE: "y of the peak channel of the unit's template",
 }
 
+EXPRESSION_HELP = ('Filter rows: e.g. snr > 5 and label == "good"; label in ["good", "mua"]; '
+                   "column names, numbers, strings, == != < <= > >=, and/or/not, + - * /; "
+                   "`a column` in backticks")
 
-def unit_frame(session: Session) -> pd.DataFrame:
-    """The table's DataFrame: one row per unit in unit_index order, RangeIndex (row = unit_index).
 
-    Columns: unit_id, label, num_spikes, firing_rate_hz (spikes / duration, Hz; NaN for a
-    zero-length session), depth_um when known and not already a unit-table column, then every
-    column of ``sorting.unit_table`` (except ``label``; a name clashing with the fixed columns
-    gets a ``_table`` suffix).
+def basic_unit_frame(session: Session, sorting: Sorting | None = None) -> pd.DataFrame:
+    """Unit table from the sorting alone (no derived results), indexed by ``unit_id``.
+
+    ``label``, ``tags``, ``num_spikes``, ``firing_rate_hz`` (spikes / duration, Hz; NaN for a
+    zero-length session), ``depth_um`` of units the session knows a depth for (see
+    ``model.depth``), then the sorting's own unit-table columns.
     """
-    sorting = session.sorting
+    sorting = session.sorting if sorting is None else sorting
     counts = sorting.spike_counts().to_numpy()
     duration = sorting.duration_s
     rate = counts / duration if duration > 0 else np.full(counts.shape, np.nan)
+    table = sorting.unit_table
     frame = pd.DataFrame({
-        "unit_id": sorting.unit_ids,
         "label": sorting.labels.to_numpy(dtype=object),
+        "tags": table["tags"].fillna("").astype(str).to_numpy(dtype=object)
+        if "tags" in table else np.full(sorting.num_units, "", dtype=object),
         "num_spikes": counts.astype(np.int64),
         "firing_rate_hz": rate.astype(np.float64),
-    })
-    table = sorting.unit_table
+    }, index=pd.Index(sorting.unit_ids, name="unit_id"))
     depths, source = unit_depths_um(session)
     if source and DEPTH_COLUMN not in table:
-        frame[DEPTH_COLUMN] = np.array(depths, dtype=np.float64)  # a copy: the cache is shared
+        known = dict(zip(session.sorting.unit_ids.tolist(), depths.tolist(), strict=True))
+        frame[DEPTH_COLUMN] = np.array([known.get(u, np.nan) for u in frame.index.tolist()],
+                                       dtype=np.float64)
     for column in table.columns:
-        if column == "label":
-            continue
-        name = str(column)
-        if name in frame:
-            name = f"{name}_table"
-        values = table[column].to_numpy()
-        if values.dtype.kind not in "biufcmMUSO":
-            values = values.astype(object)
-        frame[name] = values
+        if column not in frame:
+            frame[column] = table[column].to_numpy()
     return frame
+
+
+def unit_frame(session: Session, curation=None) -> pd.DataFrame:
+    """The table's DataFrame: one row per unit of the curated sorting, in its unit order,
+    RangeIndex (row = unit_index), ``unit_id`` as the first column, then ``label``, ``tags``,
+    ``num_spikes``, ``firing_rate_hz`` and every other column of
+    ``CuratedAnalysis.unit_frame()``. Non-numeric columns are object (text).
+    """
+    from ..model.curated import curated_analysis
+
+    curation = session.curation if curation is None else curation
+    frame = curated_analysis(session, curation).unit_frame()
+    return _table_frame(frame, curation.sorting)
+
+
+def _table_frame(frame: pd.DataFrame, sorting: Sorting) -> pd.DataFrame:
+    """``frame`` (indexed by unit_id) as the table's RangeIndex frame, fixed columns first."""
+    frame = frame.reindex(pd.Index(sorting.unit_ids, name="unit_id"))
+    out = pd.DataFrame({"unit_id": sorting.unit_ids})
+    for column in FIXED_COLUMNS[1:]:
+        if column in frame:
+            out[column] = frame[column].to_numpy()
+    if "label" not in out:
+        out.insert(1, "label", sorting.labels.to_numpy(dtype=object))
+    for column in frame.columns:
+        name = str(column)
+        if name in out:
+            continue
+        values = frame[column].to_numpy()
+        if values.dtype.kind not in "biufcmM":
+            values = values.astype(object)
+        out[name] = values
+    out["label"] = out["label"].fillna("unsorted").astype(str).astype(object)
+    if "tags" in out:
+        out["tags"] = out["tags"].fillna("").astype(str).astype(object)
+    return out
 
 
 def label_duplicate_columns(frame: pd.DataFrame) -> list[str]:
@@ -104,7 +154,7 @@ def label_duplicate_columns(frame: pd.DataFrame) -> list[str]:
 def header_tooltips(session: Session, frame: pd.DataFrame, hidden: list[str]) -> dict:
     """Header tooltips: what the fixed columns and the depth mean."""
     sources = ", ".join(hidden)
-    label = "Curation label ('unsorted' where none)"
+    label = "Curation label: good / mua / noise ('unsorted' where none)"
     if hidden:
         one = len(hidden) == 1
         label += (f"; the unit table's {'column' if one else 'columns'} {sources} "
@@ -113,18 +163,29 @@ def header_tooltips(session: Session, frame: pd.DataFrame, hidden: list[str]) ->
     tips = {
         "unit_id": "Unit id (a label, not a position)",
         "label": label,
+        "tags": "Free tags of the unit, comma-separated",
         "num_spikes": "Number of spikes of the unit",
         "firing_rate_hz": "Spikes per second over the whole recording",
+        "amplitude_uv": "Template peak-to-peak on the peak channel, µV",
+        PEAK_CHANNEL_COLUMN: "Channel id where the template is largest",
     }
     if DEPTH_COLUMN in frame:
         depth_source = _DEPTH_SOURCES.get(unit_depths_um(session).source)
         tips[DEPTH_COLUMN] = DEPTH_TOOLTIP + (f" ({depth_source})" if depth_source else "")
-    return tips
+    return {k: v for k, v in tips.items() if k in frame}
+
+
+def _label_formatter() -> HTMLTemplateFormatter:
+    colors = " : ".join(f'value == "{k}" ? "{v}"' for k, v in LABEL_COLORS.items())
+    return HTMLTemplateFormatter(template=(
+        f'<div class="spikeviz-label-<%- value %>" style="background:<%= {colors} : '
+        '"transparent" %>; padding: 0 4px; border-radius: 3px"><%- value %></div>'))
 
 
 def _formatters(frame: pd.DataFrame) -> dict:
     formatters = {"num_spikes": NumberFormatter(format="0,0", text_align="right"),
-                  "firing_rate_hz": NumberFormatter(format="0.00", text_align="right")}
+                  "firing_rate_hz": NumberFormatter(format="0.00", text_align="right"),
+                  "label": _label_formatter()}
     for column in frame.columns:
         if column not in formatters and column != "unit_id" and \
                 pd.api.types.is_float_dtype(frame[column]):
@@ -132,51 +193,153 @@ def _formatters(frame: pd.DataFrame) -> dict:
     return formatters
 
 
-class UnitTable(pn.viewable.Viewer):
-    """Sortable table of all units; its row selection is ``Selection.unit_ids``."""
+class UnitTable(View):
+    """Sortable, filterable table of the curated units; its row selection is
+    ``Selection.unit_ids``.
 
-    session = param.ClassSelector(class_=Session, constant=True, doc="What is listed.")
-    selection = param.ClassSelector(class_=Selection, constant=True,
-                                    doc="Shared selection; rows selected here are its unit_ids.")
+    ``UnitTable(session, selection=None, curation=None, **params)``. ``frame`` is the data
+    (every unit of ``curation.sorting``), ``visible_unit_ids`` the rows left by the filters.
+    """
+
     height = param.Integer(default=None, allow_None=True, bounds=(100, None), doc="""
         Table height in px (None: fill the container). Rows are rendered virtually, so 1000
         units scroll smoothly.""")
+    expression = param.String(default="", doc="""
+        Row filter over the columns, e.g. ``snr > 5 and label == "good"`` (see
+        spikeviz.views.expression). Empty: no filter.""")
+    filter_error = param.String(default="", constant=True, doc="""
+        Why ``expression`` was refused (empty when it is valid); shown under the box.""")
+    filter_version = param.Integer(default=0, precedence=-1, doc="Bumped to refilter.")
 
-    def __init__(self, session: Session, selection: Selection | None = None, **params):
-        if selection is None:
-            selection = Selection.for_session(session)
-        super().__init__(session=session, selection=selection, **params)
-        self.frame = unit_frame(session)
-        #: raw columns repeating ``label``: kept in the data, not shown
-        self.hidden_columns = label_duplicate_columns(self.frame)
-        # unit id -> row position in self.frame (== unit_index)
-        self._row = {u: i for i, u in enumerate(self.frame["unit_id"].tolist())}
+    def __init__(self, session: Session, selection=None, curation=None, **params):
+        super().__init__(session, selection, curation, **params)
         self._syncing = False
+        self._expr: Expression | None = None
+        self._shown_sorting: Sorting | None = None
+        self.frame = self._build_frame()
+        self.hidden_columns = label_duplicate_columns(self.frame)
+        self._row = self._row_map(self.frame)
+        self._shown_sorting = self.sorting
         sizing = {"sizing_mode": "stretch_width", "height": self.height} if self.height else \
             {"sizing_mode": "stretch_both", "min_height": 300}
         self.widget = pn.widgets.Tabulator(
             self.frame, show_index=False, disabled=True, selectable=True, sortable=True,
             pagination=None, layout="fit_data_table", frozen_columns=["unit_id"],
             formatters=_formatters(self.frame), header_align="center", titles=dict(TITLES),
+            header_filters=True,
             header_tooltips=header_tooltips(session, self.frame, self.hidden_columns),
             hidden_columns=list(self.hidden_columns),
-            selection=self._rows_of(selection.unit_ids), css_classes=["spikeviz-unit-table"],
-            **sizing)
+            selection=self._rows_of(self.selection.unit_ids),
+            css_classes=["spikeviz-unit-table"], **sizing)
+        self.widget.add_filter(pn.bind(self._filter, version=self.param.filter_version))
+        self.expression_input = pn.widgets.TextInput.from_param(
+            self.param.expression, name="", placeholder='snr > 5 and label == "good"',
+            description=EXPRESSION_HELP, sizing_mode="stretch_width",
+            css_classes=["spikeviz-unit-filter"])
+        self.error_pane = pn.pane.HTML("", css_classes=["spikeviz-filter-error"],
+                                       styles={"color": "#b00020"}, margin=(0, 10),
+                                       visible=False)
+        self._layout = pn.Column(self.expression_input, self.error_pane, self.widget,
+                                 sizing_mode="stretch_both", min_height=350)
         self.widget.param.watch(self._on_table_selection, ["selection"])
-        selection.param.watch(self._on_selection, ["unit_ids"])
+        self.param.watch(self._on_expression, ["expression"])
+        self._watch(self.selection, "unit_ids", self._on_selection)
+        self._watch(self.curation, "sorting", lambda *_: self.refresh())
+        if self.expression:
+            self._on_expression()
 
     def __panel__(self):
-        return self.widget
+        return self._layout
+
+    # -- data ------------------------------------------------------------------------------------
+    def _build_frame(self) -> pd.DataFrame:
+        return unit_frame(self.session, self.curation)
+
+    @staticmethod
+    def _row_map(frame: pd.DataFrame) -> dict:
+        return {u: i for i, u in enumerate(frame["unit_id"].tolist())}
 
     @property
     def selected_unit_ids(self) -> list:
         """Unit ids of the selected rows, in selection order."""
         ids = self.frame["unit_id"].tolist()
-        return [ids[i] for i in self.widget.selection]
+        return [ids[i] for i in self.widget.selection if i < len(ids)]
+
+    @property
+    def visible_unit_ids(self) -> list:
+        """Unit ids of the rows left by the header filters and the expression."""
+        return self.widget.current_view["unit_id"].tolist()
 
     def _rows_of(self, unit_ids) -> list[int]:
         return [self._row[u] for u in unit_ids if u in self._row]
 
+    # -- curation ----------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Show the current curated sorting: patch changed cells, or replace the data when
+        the set of units changed; then reselect ``selection.unit_ids``."""
+        if self.sorting is self._shown_sorting:
+            return
+        new = self._build_frame()
+        old = self.frame
+        same_rows = len(new) == len(old) and list(new.columns) == list(old.columns) and \
+            new["unit_id"].tolist() == old["unit_id"].tolist()
+        self._shown_sorting = self.sorting
+        self._syncing = True
+        try:
+            if same_rows:
+                changes = {}
+                for column in new.columns:
+                    a, b = old[column], new[column]
+                    differs = ~((a == b) | (a.isna() & b.isna())).to_numpy(dtype=bool)
+                    rows = np.flatnonzero(differs)
+                    if rows.size:
+                        changes[column] = [(int(r), b.iat[r]) for r in rows]
+                self.frame = new
+                if changes:
+                    self.widget.patch(changes, as_index=False)
+                    # patch edits the widget's frame in place; keep ours the same object
+                    self.frame = self.widget.value
+            else:
+                self.frame = new
+                self._row = self._row_map(new)
+                hidden = label_duplicate_columns(new)
+                self.hidden_columns = hidden
+                self.widget.param.update(
+                    value=new, formatters=_formatters(new), hidden_columns=list(hidden),
+                    header_tooltips=header_tooltips(self.session, new, hidden),
+                    selection=self._rows_of(self.selection.unit_ids))
+        finally:
+            self._syncing = False
+        self._sync_from_selection(self.selection.unit_ids)
+
+    # -- filter --------------------------------------------------------------------------------
+    def _on_expression(self, *_) -> None:
+        text = self.expression.strip()
+        error = ""
+        if not text:
+            self._expr = None
+        else:
+            try:
+                expr = Expression(text, self.frame.columns)
+                expr.mask(self.frame)  # type errors show up on evaluation
+                self._expr = expr
+            except InputError as e:
+                error = getattr(e, "message", str(e))
+        with param.edit_constant(self):
+            self.filter_error = error
+        self.error_pane.object = f"⚠ {html.escape(error)}" if error else ""
+        self.error_pane.visible = bool(error)
+        self.filter_version += 1
+
+    def _filter(self, df: pd.DataFrame, version=None) -> np.ndarray:
+        if self._expr is None:
+            return np.ones(len(df), dtype=bool)
+        try:
+            return np.array(self._expr.mask(df), dtype=bool)  # Panel ANDs into it in place
+        except InputError:
+            return np.ones(len(df), dtype=bool)
+
+    # -- selection -----------------------------------------------------------------------------
     def _on_table_selection(self, event) -> None:
         if self._syncing:
             return
@@ -192,7 +355,13 @@ class UnitTable(pn.viewable.Viewer):
     def _on_selection(self, event) -> None:
         if self._syncing:
             return
-        rows = self._rows_of(event.new)
+        if self.sorting is not self._shown_sorting:
+            self.refresh()  # the selection names units of a newer sorting
+            return
+        self._sync_from_selection(event.new)
+
+    def _sync_from_selection(self, unit_ids) -> None:
+        rows = self._rows_of(unit_ids)
         if set(rows) == set(self.widget.selection):
             return
         self._syncing = True
