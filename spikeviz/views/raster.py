@@ -255,10 +255,12 @@ class Raster(View):
         Zooming/panning the time axis writes selection.time_window_s (None: whole session).""")
 
     def __init__(self, session: Session, selection=None, curation=None, **params):
+        order_by = params.pop("order_by", "depth")  # any unit_frame column: checked below
         super().__init__(session, selection, curation, **params)
         _ensure_bokeh_backend()
         frame = _unit_frame(session, self.curation)
         self.param.order_by.objects = order_choices(frame)
+        self.order_by = order_by
         self._data = raster_data(session, self.order_by, self.curation, frame)
         self._highlight_key: tuple | None = None
         self._highlight_frame = self._data.frame.iloc[0:0]
