@@ -36,6 +36,7 @@ from ..errors import InputError
 from . import curated_units as cu
 from . import curated_wizard
 from .ids import id_key
+from .selection import same_array
 from .waveforms import Templates
 
 #: Channels of the first unit used by :meth:`CuratedAnalysis.spike_features`.
@@ -51,8 +52,8 @@ class CuratedAnalysis:
     def __init__(self, session, curation):
         original = curation.original
         same = original is session.sorting or (
-            original.sample_index is session.sorting.sample_index
-            and original.unit_index is session.sorting.unit_index) or \
+            same_array(original.sample_index, session.sorting.sample_index)
+            and same_array(original.unit_index, session.sorting.unit_index)) or \
             original.spikes_hash() == session.sorting.spikes_hash()
         if not same:
             raise InputError("this curation is of another sorting than the session's",

@@ -53,6 +53,13 @@ def _as_list(value, name: str) -> list:
     raise InputError(f"expected a list, got {type(value).__name__}", field=name)
 
 
+def same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    """True if ``a`` and ``b`` view the same memory the same way (read-only arrays: then they
+    hold the same values without comparing them)."""
+    return a is b or (a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides
+                      and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
 def _has_unit(sorting: Sorting, unit_id) -> bool:
     try:
         sorting.unit_index_of(unit_id)
@@ -180,7 +187,7 @@ class Selection(param.Parameterized):
         if kept != self.unit_ids:
             changes["unit_ids"] = kept
         if self.spike_indices is not None and (
-                old is None or new.sample_index is not old.sample_index
+                old is None or not same_array(new.sample_index, old.sample_index)
                 or (self.spike_indices.size and self.spike_indices[-1] >= new.num_spikes)):
             changes["spike_indices"] = None
         if changes:
