@@ -18,6 +18,7 @@ from __future__ import annotations
 import html
 import weakref
 from dataclasses import dataclass
+from functools import cached_property
 
 import datashader as ds
 import holoviews as hv
@@ -141,20 +142,31 @@ def points_in_box(x, y, bounds) -> np.ndarray:
     return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
 
 
-def combine(current, chosen: np.ndarray, mode: str = "replace") -> np.ndarray | None:
+def sorted_unique(positions) -> np.ndarray:
+    """Positions as a sorted int64 array without duplicates (no hashing: input that is
+    already sorted and unique, as a mask of sorted positions gives, is returned as is)."""
+    a = np.asarray(positions, dtype=np.int64).ravel()
+    if a.size > 1 and not (a[1:] > a[:-1]).all():
+        a = np.sort(a)
+        a = a[np.concatenate(([True], a[1:] != a[:-1]))]
+    return a
+
+
+def combine(current, chosen, mode: str = "replace") -> np.ndarray | None:
     """A new spike selection (sorted unique int64 positions, or None for none) from the
     ``current`` one and the ``chosen`` positions: "replace", "add" (union) or "subtract"."""
-    chosen = np.unique(np.asarray(chosen, dtype=np.int64))
-    current = None if current is None else np.asarray(current, dtype=np.int64)
-    if mode == "replace" or current is None:
-        result = chosen if mode != "subtract" else np.zeros(0, np.int64)
-    elif mode == "add":
-        result = np.union1d(current, chosen)
-    elif mode == "subtract":
-        result = np.setdiff1d(current, chosen, assume_unique=True)
-    else:
+    if mode not in ("replace", "add", "subtract"):
         raise InputError(f"selection mode must be replace, add or subtract, got {mode!r}",
                          field="mode")
+    chosen = sorted_unique(chosen)
+    if mode == "replace" or current is None:
+        result = chosen if mode != "subtract" else chosen[:0]
+    else:
+        current = sorted_unique(current)
+        if mode == "add":
+            result = sorted_unique(np.concatenate([current, chosen]))
+        else:
+            result = current[~member_mask(current, chosen)]
     return result if result.size else None
 
 
@@ -172,8 +184,13 @@ def member_mask(positions: np.ndarray, selected) -> np.ndarray:
 
 
 def warm_up() -> None:
-    """Compile the kernel (server start), so the first lasso is not slow."""
+    """Compile the polygon kernel and datashader's categorical count (server start), so the
+    first lasso and the first draw are not slow."""
     points_in_polygon(np.zeros(2), np.zeros(2), [(0, 0), (1, 0), (0, 1)])
+    frame = pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0],
+                          "unit": pd.Categorical.from_codes([0, 1], categories=[0, 1])})
+    ds.Canvas(plot_width=4, plot_height=4, x_range=(0, 1), y_range=(0, 1)).points(
+        frame, "x", "y", agg=ds.count_cat("unit"))
 
 
 # -- spikes drawn by a scatter view ---------------------------------------------------------------
@@ -199,6 +216,7 @@ class SpikeCloud:
     def num_spikes(self) -> int:
         return int(self.positions.size)
 
+    @cached_property
     def frame(self) -> pd.DataFrame:
         """x, y and ``unit`` (categorical code) — what datashader aggregates."""
         codes = pd.Categorical.from_codes(self.codes, categories=range(len(self.unit_ids)))
@@ -486,7 +504,7 @@ class LassoScatter(View):
         if cloud is None or cloud.num_spikes == 0:
             self.counts = np.zeros((h, w, 0), dtype=np.uint32)
             return empty
-        frame = cloud.frame().iloc[self._visible(cloud.x, xr, cloud.x_sorted)]
+        frame = cloud.frame.iloc[self._visible(cloud.x, xr, cloud.x_sorted)]
         agg = self._count(frame, xr, yr, w, h, ds.count_cat("unit"))
         self.counts = self._stack(agg)
         colors = unit_colors(cloud.unit_ids)
