@@ -26,20 +26,7 @@ import param
 from .. import compute
 from .base import View
 from .colors import BACKGROUND_COLOR, unit_colors
-
-REFRACTORY_COLOR = "#f2c6c6"
-
-
-def _ensure_bokeh_backend() -> None:
-    if "bokeh" not in hv.Store.renderers:
-        hv.renderer("bokeh")
-
-
-def present_units(sorting, unit_ids) -> list:
-    """``unit_ids`` that exist in ``sorting`` (a curation change may be ahead of the
-    selection, which drops the gone ids right after)."""
-    known = set(sorting.unit_ids.tolist())
-    return [u for u in unit_ids if u in known]
+from .common import REFRACTORY_COLOR, ensure_bokeh_backend, present_units
 
 
 class Correlograms(View):
@@ -63,7 +50,7 @@ class Correlograms(View):
 
     def __init__(self, session, selection=None, curation=None, **params):
         super().__init__(session, selection, curation, **params)
-        _ensure_bokeh_backend()
+        ensure_bokeh_backend()
         self.unit_ids: list = []
         self.counts = np.zeros((0, 0, 0), dtype=np.int64)
         self.bin_edges_ms = np.zeros(1)

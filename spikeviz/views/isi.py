@@ -26,7 +26,7 @@ import param
 from .. import compute
 from .base import View
 from .colors import unit_colors
-from .correlograms import REFRACTORY_COLOR, _ensure_bokeh_backend, present_units
+from .common import REFRACTORY_COLOR, ensure_bokeh_backend, present_units
 
 
 def intervals_ms(sorting, unit_id) -> np.ndarray:
@@ -70,7 +70,7 @@ class ISIView(View):
 
     def __init__(self, session, selection=None, curation=None, **params):
         super().__init__(session, selection, curation, **params)
-        _ensure_bokeh_backend()
+        ensure_bokeh_backend()
         self.unit_ids: list = []
         self.isi_counts = np.zeros((0, 0), dtype=np.int64)
         self.isi_edges_ms = np.zeros(1)

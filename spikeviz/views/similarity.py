@@ -36,7 +36,7 @@ import panel as pn
 import param
 
 from .base import View
-from .correlograms import present_units
+from .common import present_units
 
 COLUMNS = ["unit_id", "score", "similarity", "ccg_contamination", "ccg_observed",
            "ccg_expected", "label", "num_spikes"]
