@@ -34,6 +34,10 @@ _HOVER_CHANNEL = ("const i = Math.round(value);"
                   "return (i >= 0 && i < labels.length) ? labels[i] : '';")
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float | np.floating) and not np.isfinite(value))
+
+
 def _ensure_bokeh_backend() -> None:
     if "bokeh" not in hv.Store.renderers:
         hv.renderer("bokeh")
@@ -156,26 +160,29 @@ class Traces(View):
         return channel_order(self.session.recording, self.selection.channel_ids)
 
     def peak_channels(self, unit_ids) -> dict:
-        """{unit id: peak channel id} for ``unit_ids`` (the unit table's ``peak_channel_id``,
-        else the curated results' peak channel); units without one are left out."""
-        out, missing = {}, []
+        """{unit id: peak channel id} for ``unit_ids``: the curated results' peak channel
+        (``results.peak_channel_ids``, shared with the other views), else the unit table's
+        ``peak_channel_id``; units without one on this probe are left out."""
+        unit_ids = list(unit_ids)
+        if not unit_ids:
+            return {}
+        peaks = self.results.peak_channel_ids(unit_ids)
+        values = [None] * len(unit_ids) if peaks is None else np.asarray(peaks).tolist()
         table = self.sorting.unit_table
-        column = table["peak_channel_id"] if "peak_channel_id" in table else None
-        for u in unit_ids:
-            value = column.loc[u] if column is not None else None
-            if value is None or (isinstance(value, float) and not np.isfinite(value)):
-                missing.append(u)
-            else:
-                out[u] = value.item() if isinstance(value, np.generic) else value
-        if missing:
-            peaks = self.results.peak_channel_ids(missing)
-            if peaks is not None:
-                for u, c in zip(missing, np.asarray(peaks).tolist(), strict=True):
-                    out[u] = c
-        known = {c for c in self.session.recording.channel_ids.tolist()}
-        return {u: (int(c) if isinstance(c, float) and float(c).is_integer() else c)
-                for u, c in out.items() if c is not None and
-                (int(c) if isinstance(c, float) and float(c).is_integer() else c) in known}
+        if "peak_channel_id" in table:
+            column = table["peak_channel_id"]
+            values = [column.loc[u] if _missing(v) else v
+                      for u, v in zip(unit_ids, values, strict=True)]
+        known = set(self.session.recording.channel_ids.tolist())
+        out = {}
+        for u, v in zip(unit_ids, values, strict=True):
+            if _missing(v):
+                continue
+            v = v.item() if isinstance(v, np.generic) else v
+            v = int(v) if isinstance(v, float) and v.is_integer() else v
+            if v in known:
+                out[u] = v
+        return out
 
     def compute_frame(self, start_s: float, end_s: float, width_px: int | None = None,
                       height_px: int | None = None) -> TraceFrame:

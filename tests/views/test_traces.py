@@ -36,7 +36,7 @@ def _probe(n):
 
 
 def make_session(n_channels=40, duration_s=3.0, seed=0, dc_uv=0.0, common=None,
-                 units=((7, 5), (9, 12), (11, 30)), with_recording=True):
+                 units=((7, 5), (9, 12), (11, 30)), with_recording=True, peak_table=True):
     """Seeded noise (int16, gain 0.5 µV) plus spikes: unit id -> peak channel position."""
     rng = np.random.default_rng(seed)
     n = int(duration_s * FS)
@@ -55,7 +55,7 @@ def make_session(n_channels=40, duration_s=3.0, seed=0, dc_uv=0.0, common=None,
     order = np.argsort(sample_index, kind="stable")
     unit_ids = np.array([u for u, _ in units], dtype=np.int64)
     table = pd.DataFrame({"peak_channel_id": [int(ids[c]) for _, c in units]},
-                         index=pd.Index(unit_ids, name="unit_id"))
+                         index=pd.Index(unit_ids, name="unit_id")) if peak_table else None
     sorting = sv.Sorting.from_arrays(sample_index[order], unit_index[order], FS,
                                      unit_ids=unit_ids, unit_table=table,
                                      num_samples=n)
@@ -237,6 +237,17 @@ def test_spike_overlay_is_exactly_the_selected_units_spikes_in_the_window():
     assert 11 not in set(spikes["unit_id"])
     view.show_all_units = True
     assert set(view.frame.spikes["unit_id"]) == {7, 9, 11}
+
+
+def test_peak_channels_come_from_the_templates_without_a_table():
+    session, _ = make_session(peak_table=False)
+    view = Traces(session)  # the session's own curation and selection
+    assert view.selection is session.selection
+    ids = session.recording.channel_ids
+    assert view.peak_channels([7, 9, 11]) == {7: int(ids[5]), 9: int(ids[12]), 11: int(ids[30])}
+    session.selection.unit_ids = [11]
+    assert set(view.frame.spikes["channel_id"]) == {int(ids[30])}
+    assert len(view.frame.spikes) == np.count_nonzero(session.sorting.spike_train(11) < FS)
 
 
 def test_tapping_a_spike_selects_its_unit():
