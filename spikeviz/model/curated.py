@@ -10,14 +10,26 @@ by its id:
 - **new units** get theirs computed on first use from their own spikes only
   (:mod:`spikeviz.model.curated_units`), with the steps' definitions and parameters, and
   memoised by unit id. :attr:`CuratedAnalysis.computed_units` lists the ids computed.
+  Templates: a split part's is the mean (and std) of up to ``max_spikes_per_unit`` of its
+  snippets drawn as a sorting holding it alone would draw them, read on the channels within
+  ``SPLIT_RADIUS_UM`` (200 µm) of its parent's peak channel (0 µV beyond: the part's spikes
+  are some of the parent's, whose signal is there); a merged unit's combines its
+  parts' templates, weighted by their spike counts (pooled std) -- exactly the mean and std
+  over its spikes when each part's template used all of its spikes, otherwise an estimate
+  from up to ``max_spikes_per_unit`` spikes of *each* part (no trace is read).
 
 Quality metrics of a new unit: the train metrics (num_spikes, firing_rate, presence_ratio,
 isi_violations_*, firing_range), ``snr`` (its template's peak over the session's noise on its
 peak channel) and ``amplitude_cutoff`` / ``amplitude_median`` (its own spike amplitudes) are
-computed exactly as for a sorting holding that unit. The PC metrics (isolation_distance,
-l_ratio, d_prime) depend on the whole population's PCA space and neighbours: they are NaN for
-new units (never a parent's value). Original units keep the session's values (their PC
-metrics refer to the original population).
+computed exactly as for a sorting holding that unit. Its spike amplitudes reuse the session's
+where a spike's original unit has the same peak channel and peak shift (the usual merge);
+the others need a read of the peak channel over the unit's time span (for interleaved binary
+files, a pass over the file), so :meth:`CuratedAnalysis.unit_frame` does not wait for them:
+the two amplitude metrics stay NaN until :meth:`CuratedAnalysis.spike_amplitudes` of that
+unit has run, which increments :attr:`CuratedAnalysis.revision` (call ``unit_frame`` again).
+The PC metrics (isolation_distance, l_ratio, d_prime) depend on the whole population's PCA
+space and neighbours: they are NaN for new units (never a parent's value). Original units keep
+the session's values (their PC metrics refer to the original population).
 
 Every method takes one snapshot of the curation, so its result is consistent even if an
 action happens meanwhile. Methods needing raw traces return None without a recording.
@@ -41,12 +53,16 @@ from .waveforms import Templates
 
 #: Channels of the first unit used by :meth:`CuratedAnalysis.spike_features`.
 FEATURE_CHANNELS = 4
+#: Metrics from every spike's amplitude (a new unit's may need a pass over the traces).
+AMPLITUDE_METRICS = ("amplitude_cutoff", "amplitude_median")
 
 
 class CuratedAnalysis:
     """Results of ``curation.sorting`` for ``session``; see the module docstring.
 
     Get one with :func:`curated_analysis` (one per (session, curation)). Thread-safe.
+    ``revision`` (int) grows when results of current units become known without a curation
+    change (a new unit's amplitude metrics): a view showing :meth:`unit_frame` may poll it.
     """
 
     def __init__(self, session, curation):
@@ -65,7 +81,8 @@ class CuratedAnalysis:
         self._units: dict = {}
         self._unit_locks: dict = {}
         self._original = {id_key(u): i for i, u in enumerate(session.sorting.unit_ids.tolist())}
-        self._frame = (None, None)
+        self._frame = (None, None, None)
+        self.revision = 0
         self._features: OrderedDict = OrderedDict()
         self._memo: dict = {}
 
@@ -96,6 +113,15 @@ class CuratedAnalysis:
         """Position in ``session.sorting`` of an original unit; None for a new unit."""
         return self._original.get(id_key(unit_id))
 
+    def _original_positions(self, sorting, kept, unit_id) -> np.ndarray:
+        """Original positions of a unit of the snapshot ``sorting`` (without ordering it)."""
+        if sorting is self.curation.sorting:
+            try:
+                return self.curation.original_spike_indices(unit_id)
+            except InputError:
+                pass  # the curation moved on since the snapshot
+        return self._positions(sorting, kept, unit_id)[1]
+
     @staticmethod
     def _positions(sorting, kept, unit_id) -> tuple[np.ndarray, np.ndarray]:
         """(curated positions, original positions) of the unit's spikes, time order."""
@@ -117,8 +143,8 @@ class CuratedAnalysis:
         with self._lock:
             entry = self._units.get(key)
             if entry is None:
-                _, orig = self._positions(sorting, kept, unit_id)
-                entry = {"original_positions": orig,
+                orig = self._original_positions(sorting, kept, unit_id)
+                entry = {"unit_id": unit_id, "original_positions": orig,
                          "samples": np.asarray(self.session.sorting.sample_index[orig])}
                 self._units[key] = entry
                 self.computed_units.append(unit_id)
@@ -129,44 +155,119 @@ class CuratedAnalysis:
         return entry
 
     def _compute_template(self, entry):
-        result = cu.template(self.session, entry["samples"])
+        kind, parents = self.curation.origin(entry["unit_id"])
+        parts = [self._part(p) for p in parents] if kind == "merge" else None
+        if parts is not None and all(p is not None for p in parts):
+            result = cu.combine(self.session, parts)
+        else:
+            peak = self._peak_channel_of(parents[0]) if kind == "split" else None
+            channels = None if peak is None else cu.channels_near(self.session, peak)
+            result = cu.template(self.session, entry["samples"], channels)
         result["location_um"] = cu.location(self.session, result)
         return result
 
-    def _compute_amplitudes(self, entry):
-        """Per-spike amplitudes of a new unit; spikes whose original unit has the same peak
-        channel and shift reuse the session's values (same definition, same number)."""
+    def _peak_channel_of(self, unit_id) -> int | None:
+        """Peak channel position of an original unit or of a new one already computed."""
+        i = self._orig_index(unit_id)
+        if i is not None:
+            return int(self._orig("unit_peaks")["peak_channel_index"].iloc[i])
+        entry = self._units.get(id_key(unit_id))
+        if entry is None or "template" not in entry:
+            return None
+        return entry["template"]["peak_channel"]
+
+    def _part(self, unit_id):
+        """``(mean, std, candidates, used)`` of a merged part's template, or None if unknown
+        (a new unit merged before its template was ever computed)."""
+        i = self._orig_index(unit_id)
+        if i is not None:
+            t = self._orig("templates")
+            candidates = int(self._original_candidates()[i])
+            used = min(candidates, cu.TEMPLATE_PARAMS["max_spikes_per_unit"])
+            return t.data[i], t.std[i], candidates, used
+        entry = self._units.get(id_key(unit_id))
+        if entry is None or "template" not in entry:
+            return None
+        t = entry["template"]
+        return t["mean"], t["std"], t["candidates"], t["num_spikes_used"]
+
+    def _reusable_amplitudes(self, entry):
+        """``(values, todo)``: the amplitudes of a new unit's spikes that equal the session's
+        cached ones (their original unit has the same peak channel and shift: same definition,
+        same number), and the mask of those still to read from the traces."""
         t = self._entry_template(entry)
-        channel, shift = t["peak_channel"], t["peak_shift"]
         orig = entry["original_positions"]
         out = np.empty(orig.size, np.float32)
         todo = np.ones(orig.size, bool)
         if self.session.analysis.is_available("spike_amplitudes"):
             peaks = self._orig("unit_peaks")
-            same = (peaks["peak_channel_index"].to_numpy() == channel) & \
-                (peaks["peak_shift_samples"].to_numpy() == shift)
+            same = (peaks["peak_channel_index"].to_numpy() == t["peak_channel"]) & \
+                (peaks["peak_shift_samples"].to_numpy() == t["peak_shift"])
             reuse = same[self.session.sorting.unit_index[orig]]
             if reuse.any():
                 out[reuse] = np.asarray(self._orig("spike_amplitudes"))[orig[reuse]]
                 todo = ~reuse
+        return out, todo
+
+    def _compute_amplitudes(self, entry):
+        """Per-spike amplitudes (µV) of a new unit: reused where possible, else read on its
+        peak channel only (a pass over the recording when the spikes span it)."""
+        t = self._entry_template(entry)
+        out, todo = self._reusable_amplitudes(entry)
         if todo.any():
-            out[todo] = cu.amplitudes(self.session, entry["samples"][todo], channel, shift)
+            out[todo] = cu.amplitudes(self.session, entry["samples"][todo], t["peak_channel"],
+                                      t["peak_shift"])
         out.flags.writeable = False
+        with self._lock:
+            self.revision += 1  # amplitude metrics of this unit are now known
         return out
 
+    def _amplitudes_if_cheap(self, entry):
+        """The unit's amplitudes if known or fully reusable (no trace read), else None."""
+        if "amplitudes" in entry:
+            return entry["amplitudes"]
+        _, todo = self._reusable_amplitudes(entry)
+        return None if todo.any() else self._entry_field(entry, "amplitudes")
+
     def _compute_metrics(self, entry):
-        columns = self._orig("quality_metrics").columns
+        """Metrics of a new unit that need no per-spike amplitude read (see module doc)."""
+        columns = [c for c in self._orig("quality_metrics").columns if c not in AMPLITUDE_METRICS
+                   or not self._has_traces()]
         samples = entry["samples"]
         if self._has_traces():
-            need_amps = {"amplitude_cutoff", "amplitude_median"} & set(columns)
-            amps = self._entry_field(entry, "amplitudes") if need_amps else None
             t = self._entry_template(entry) if "snr" in columns else None
             noise = np.asarray(self._orig("noise_levels")) if t is not None else None
-            return cu.unit_metrics(self.session, samples, columns, amplitudes_uv=amps, entry=t,
-                                   noise_uv=noise)
+            return cu.unit_metrics(self.session, samples, columns, entry=t, noise_uv=noise)
         phy = self.session.sorting.spike_properties.get("amplitudes")
         phy = None if phy is None else np.asarray(phy)[entry["original_positions"]]
         return cu.unit_metrics(self.session, samples, columns, phy_amplitudes=phy)
+
+    def _amplitude_metrics(self, entry, columns) -> dict:
+        """amplitude_cutoff / amplitude_median of a new unit (NaN while its amplitudes are not
+        known and would need a pass over the traces)."""
+        wanted = [c for c in columns if c in AMPLITUDE_METRICS]
+        if not wanted or not self._has_traces():
+            return {}
+        amps = self._amplitudes_if_cheap(entry)
+        if amps is None:
+            return dict.fromkeys(wanted, np.nan)
+        if "amplitude_metrics" not in entry:
+            entry["amplitude_metrics"] = cu.unit_metrics(self.session, entry["samples"], wanted,
+                                                         amplitudes_uv=amps)
+        return entry["amplitude_metrics"]
+
+    def _original_candidates(self) -> np.ndarray:
+        """Per original unit, its spikes whose snippet lies inside the recording."""
+        found = self._memo.get("candidates")
+        if found is None:
+            s = self.session.sorting
+            nbefore, nafter = cu.window_samples(self.session)
+            lo, hi = np.searchsorted(s.sample_index, [nbefore, max(
+                cu.num_samples_of(self.session) - nafter, 0)])
+            edges = np.concatenate([s.unit_index[:lo], s.unit_index[hi:]])
+            found = s.spike_counts().to_numpy() - np.bincount(edges, minlength=s.num_units)
+            self._memo["candidates"] = found
+        return found
 
     def _entry_template(self, entry) -> dict:
         return self._entry_field(entry, "template")
@@ -233,8 +334,9 @@ class CuratedAnalysis:
         where unknown. A copy: callers may change it."""
         sorting, kept = self._snapshot()
         with self._lock:
-            if self._frame[0] is sorting:
+            if self._frame[0] is sorting and self._frame[2] == self.revision:
                 return self._frame[1].copy()
+            revision = self.revision
         table = sorting.unit_table
         index = pd.Index(sorting.unit_ids, name="unit_id")
         counts = sorting.spike_counts().to_numpy()
@@ -259,7 +361,7 @@ class CuratedAnalysis:
             if column not in frame:
                 frame[column] = table[column].to_numpy()
         with self._lock:
-            self._frame = (sorting, frame)
+            self._frame = (sorting, frame, revision)
         return frame.copy()
 
     def waveforms(self, unit_id, max_spikes: int = 100, seed: int = 0):
@@ -382,7 +484,8 @@ class CuratedAnalysis:
                 out.loc[original, column] = values
         for u in ids:
             if self._orig_index(u) is None:
-                values = self._new(u, sorting, kept, "metrics")
+                entry = self._entry(u, sorting, kept, "metrics")
+                values = {**entry["metrics"], **self._amplitude_metrics(entry, qm.columns)}
                 out.loc[u, list(values)] = list(values.values())
         return out
 

@@ -25,6 +25,13 @@ TEMPLATE_PARAMS = dict(WINDOW)
 PEAK_SIGN = "neg"
 SPARSITY_PARAMS = {**WINDOW, **SPARSITY}
 LOCATION_METHOD = "center_of_mass"
+#: Chunk (samples) by which a unit's sampled spikes are grouped into one read: a unit's
+#: spikes are sparse, and a filtered read costs its length plus two filter margins.
+SPARSE_CHUNK_SAMPLES = 1024
+#: A split part's template is read on the channels within this distance (µm) of its parent's
+#: peak channel (its spikes are a subset of the parent's): filtering 384 channels around every
+#: sampled spike would take seconds. Twice the sparsity radius.
+SPLIT_RADIUS_UM = 2 * SPARSITY["radius_um"]
 
 
 def window_samples(session) -> tuple[int, int]:
@@ -71,22 +78,74 @@ def random_spikes(session, samples: np.ndarray, max_spikes: int, seed: int) -> n
         end_sample=max(num_samples_of(session) - nafter, 0))
 
 
-def template(session, samples: np.ndarray) -> dict:
-    """Dense mean and std (µV, (samples, channels) float32) of the unit's sampled snippets,
-    its peak (channel position, shift, signed value, peak-to-peak) and its sparsity."""
+def inside(session, samples: np.ndarray) -> int:
+    """How many of ``samples`` have their snippet inside the recording (template candidates)."""
+    nbefore, nafter = window_samples(session)
+    end = max(num_samples_of(session) - nafter, 0)
+    return int(np.count_nonzero((samples >= nbefore) & (samples < end)))
+
+
+def template(session, samples: np.ndarray, channels=None) -> dict:
+    """Mean and std (µV, (samples, channels) float32) of the unit's sampled snippets on every
+    channel, or only on the channel positions ``channels`` (0 elsewhere); its peak (channel
+    position, shift, signed value, peak-to-peak) and its sparsity."""
     nbefore, nafter = window_samples(session)
     chosen = random_spikes(session, samples, TEMPLATE_PARAMS["max_spikes_per_unit"],
                            TEMPLATE_PARAMS["seed"])
-    ctx = session.analysis.bound()
-    gains, offsets = ctx.scaling()
     rec = session.recording
+    if channels is None:
+        ctx = session.analysis.bound()
+        read = ctx.reader()
+        gains, offsets = ctx.scaling()
+    else:
+        read, gains, offsets = channel_reader(session, channels)
     mean, std = waveforms.accumulate_templates(
-        ctx.reader(), rec.num_samples, samples[chosen], np.zeros(chosen.size, np.int32), 1,
-        nbefore, nafter, gains, offsets, n_jobs=session.n_jobs)
-    out = {"mean": mean[0], "std": std[0], "num_spikes_used": int(chosen.size),
+        read, rec.num_samples, samples[chosen], np.zeros(chosen.size, np.int32), 1,
+        nbefore, nafter, gains, offsets, n_jobs=session.n_jobs,
+        chunk_samples=SPARSE_CHUNK_SAMPLES)
+    if channels is not None:
+        dense = np.zeros((2, mean.shape[1], rec.num_channels), np.float32)
+        dense[0][:, channels], dense[1][:, channels] = mean[0], std[0]
+        mean, std = dense[:1], dense[1:]
+    return describe(session, mean[0], std[0], int(chosen.size), inside(session, samples))
+
+
+def channels_near(session, channel: int) -> np.ndarray | None:
+    """Channel positions within SPLIT_RADIUS_UM of ``channel`` (None: no geometry)."""
+    locations = session.channel_locations_um
+    if locations is None:
+        return None
+    locations = np.asarray(locations, dtype=np.float64)[:, :2]
+    distance = np.linalg.norm(locations - locations[channel], axis=1)
+    return np.flatnonzero(distance <= SPLIT_RADIUS_UM)
+
+
+def combine(session, parts) -> dict:
+    """The template of a merge from its parts' ``(mean, std, count)``: the count-weighted
+    mean and the pooled population std (float64 sums). ``count`` is each part's number of
+    snippet candidates; when every part's template used all of them, this is exactly the mean
+    and std over the merged unit's spikes."""
+    total = sum(n for _, _, n, _ in parts)
+    mean = np.zeros(parts[0][0].shape, np.float64)
+    second = np.zeros_like(mean)
+    for m, sd, n, _ in parts:
+        m64 = np.asarray(m, np.float64)
+        mean += n * m64
+        second += n * (np.asarray(sd, np.float64) ** 2 + m64 * m64)
+    if total:
+        mean /= total
+        second /= total
+    std = np.sqrt(np.maximum(second - mean * mean, 0.0))
+    return describe(session, mean.astype(np.float32), std.astype(np.float32),
+                    sum(used for _, _, _, used in parts), total)
+
+
+def describe(session, mean, std, used: int, candidates: int) -> dict:
+    nbefore, _ = window_samples(session)
+    out = {"mean": mean, "std": std, "num_spikes_used": used, "candidates": candidates,
            "nbefore": nbefore}
-    out.update(peaks(mean, nbefore))
-    out["sparsity"] = sparsity(session, mean, nbefore)
+    out.update(peaks(mean[None], nbefore))
+    out["sparsity"] = sparsity(session, mean[None], nbefore)
     return out
 
 

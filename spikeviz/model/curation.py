@@ -33,6 +33,7 @@ import param
 from ..errors import InputError
 from . import curation_log as log
 from .curation_engine import LABELS, SlotEngine
+from .ids import id_key
 from .sorting import Sorting
 
 __all__ = ["LABELS", "Curation"]
@@ -241,6 +242,29 @@ class Curation(SlotEngine, param.Parameterized):
         read-only), or None when the two spike vectors are the same (nothing removed)."""
         with self._lock:
             return self.sorting, self._kept
+
+    def original_spike_indices(self, unit_id) -> np.ndarray:
+        """Positions in :attr:`original`'s spike vector of the spikes of ``unit_id`` (a unit
+        of the current curated sorting): int64, ascending. One pass over the slot array, no
+        per-unit ordering of the curated sorting needed."""
+        with self._lock:
+            slot = self._slot(unit_id, "unit_id")
+            return np.flatnonzero(self._spike_slot == slot).astype(np.int64, copy=False)
+
+    def origin(self, unit_id) -> tuple[str, list]:
+        """How a unit (current or not, ever made here) came to be: ``("original", [])``,
+        ``("merge", [ids merged])`` or ``("split", [id split])``."""
+        with self._lock:
+            key = id_key(unit_id)
+            slot = self._slot_of.get(key) if isinstance(key, int | str) else None
+            if slot is None:
+                raise InputError(f"no unit with id {unit_id!r} was ever in this curation",
+                                 field="unit_id")
+            parents = self._parents.get(slot)
+            if parents is None:
+                return "original", []
+            return ("merge" if len(parents) > 1 else "split"), \
+                [self._slot_ids[p] for p in parents]
 
     @property
     def labels(self) -> pd.Series:
