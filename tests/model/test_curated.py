@@ -268,3 +268,50 @@ def test_bad_ids_and_foreign_curation(session):
     other = Sorting.from_arrays([1, 2, 3], [0, 0, 0], 30000.0)
     with pytest.raises(Exception, match="another sorting"):
         CuratedAnalysis(session, Curation(other))
+
+
+def test_split_parts_are_read_near_their_parent(session, data, monkeypatch):
+    """A split part's template covers the channels within SPLIT_RADIUS_UM of its parent's
+    peak channel (equal to a fresh computation there) and is 0 µV beyond."""
+    from spikeviz.model import curated_units
+    monkeypatch.setattr(curated_units, "SPLIT_RADIUS_UM", 30.0)
+    _, rec = data
+    c = Curation(session.sorting)
+    a = curated_analysis(session, c)
+    big = int(session.sorting.spike_counts().idxmax())
+    parent_peak = session.compute("unit_peaks").loc[big, "peak_channel_index"]
+    train = c.sorting.spike_indices(big)
+    part, _ = c.split(big, train[::2])
+    xy = rec.channel_locations_um
+    near = np.linalg.norm(xy - xy[parent_peak], axis=1) <= 30.0
+    assert 1 < near.sum() < near.size
+    mine = a.templates([part]).data[0]
+    theirs = scratch(c, rec).compute("templates")
+    i = c.sorting.unit_index_of(part)
+    np.testing.assert_allclose(mine[:, near], theirs.data[i][:, near], atol=ATOL_UV)
+    assert not mine[:, ~near].any()
+
+
+def test_merge_reads_no_trace_and_amplitude_metrics_follow(session, data, monkeypatch):
+    from spikeviz.model import curated_units
+    _, rec = data
+    c = Curation(session.sorting)
+    a = curated_analysis(session, c)
+    peaks = session.compute("unit_peaks")
+    first = peaks.index[0]
+    other = peaks.index[peaks["peak_channel_index"] != peaks["peak_channel_index"].iloc[0]][0]
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("a merged unit's template must come from its parts")
+
+    monkeypatch.setattr(curated_units, "template", no_read)
+    merged = c.merge([first, other])
+    frame = a.unit_frame()  # the parts' peaks differ: some amplitudes must be read
+    assert frame.loc[merged, ["amplitude_cutoff", "amplitude_median"]].isna().all()
+    revision = a.revision
+    a.spike_amplitudes([merged])
+    assert a.revision == revision + 1
+    frame = a.unit_frame()
+    ref = scratch(c, rec).compute("quality_metrics", metric_names=["amplitude_median"])
+    np.testing.assert_allclose(frame.loc[merged, "amplitude_median"],
+                               ref.loc[merged, "amplitude_median"], atol=ATOL_UV)
