@@ -98,8 +98,8 @@ def unit_facts(analysis, sorting, kept) -> pd.DataFrame:
             if where is not None:
                 x[row], y[row] = where
         depth = y.copy()
-        depth[is_orig] = np.where(np.isnan(unit_depths_um(session).depths_um[orig[is_orig]]),
-                                  y[is_orig], unit_depths_um(session).depths_um[orig[is_orig]])
+        known = unit_depths_um(session).depths_um[orig[is_orig]]  # the unit table's first
+        depth[is_orig] = np.where(np.isnan(known), y[is_orig], known)
     peak = np.array([np.nan if v is None else v for v in peak], dtype=object)
     return pd.DataFrame({"amplitude_uv": amplitude, "peak_channel_id": peak, "depth_um": depth,
                          "x_um": x, "y_um": y}, index=pd.Index(sorting.unit_ids, name="unit_id"))
