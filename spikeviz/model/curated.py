@@ -155,8 +155,10 @@ class CuratedAnalysis(NewUnits):
             else:
                 t = self._new(u, sorting, kept, "template")
                 data[row], std[row] = t["mean"], t["std"]
-        return Templates(data, np.asarray(ids, dtype=sorting.unit_ids.dtype), rec.channel_ids,
-                         std=std, nbefore=nbefore, sampling_frequency=sorting.sampling_frequency,
+        labels = np.asarray(ids) if sorting.unit_ids.dtype.kind == "U" else \
+            np.asarray(ids, np.int64)
+        return Templates(data, labels, rec.channel_ids, std=std, nbefore=nbefore,
+                         sampling_frequency=sorting.sampling_frequency,
                          units="uV" if rec.gain_known else "raw")
 
     def peak_channel_ids(self, unit_ids) -> np.ndarray:
