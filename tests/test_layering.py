@@ -81,17 +81,6 @@ def test_layers_import_only_downwards(layer):
     assert offenders == []
 
 
-def test_views_do_not_import_each_other():
-    offenders = []
-    for path in layer_files("views"):
-        for name in imports_of(path):
-            parts = name.split(".")
-            if parts[:2] == ["spikeviz", "views"] and len(parts) > 2 and \
-                    parts[2] != path.stem and path.name != "__init__.py":
-                offenders.append(f"{path.name}: {name}")
-    assert offenders == []
-
-
 def test_importing_spikeviz_loads_no_optional_format_library():
     """pynwb/hdmf and SpikeInterface load only when a file of theirs is read or written."""
     code = (
