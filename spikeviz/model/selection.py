@@ -245,7 +245,11 @@ class Selection(param.Parameterized):
         if positions.size and positions.dtype.kind not in "iu":
             raise InputError(f"spike_indices are integer positions in the spike vector, got "
                              f"dtype {positions.dtype}", field="spike_indices")
-        positions = np.unique(positions.astype(np.int64, copy=False))
+        positions = positions.astype(np.int64, copy=False)
+        if positions.size > 1 and not bool(np.all(positions[1:] > positions[:-1])):
+            positions = np.unique(positions)  # sort + dedupe only when needed (lasso: sorted)
+        elif positions.flags.writeable or positions.base is not None:
+            positions = positions.copy()  # our own read-only copy: the caller keeps theirs
         if positions.size:
             lo, hi = int(positions[0]), int(positions[-1])
             top = None if self._sorting is None else self._sorting.num_spikes
