@@ -291,24 +291,34 @@ def _dark_pixels(png: bytes) -> int:
     return int(np.count_nonzero(rgb.max(axis=-1) < 120))
 
 
-def _first_paint(page, url: str) -> tuple[float, float, float]:
-    """(goto -> table rows, goto -> raster spikes drawn, goto -> load event), seconds."""
+def _first_paint(page, url: str) -> dict:
+    """Seconds from ``page.goto``: ``load`` event, ``table`` rows shown, ``raster`` drawn with
+    spikes (after a click on its tab when it is not the shown one: ``tab_click`` then is the
+    click -> drawn time)."""
     from playwright.sync_api import expect
 
+    out = {}
     t0 = time.perf_counter()
     page.goto(url, timeout=120_000, wait_until="load")
-    loaded = time.perf_counter() - t0
+    out["load"] = time.perf_counter() - t0
     expect(page.locator(".tabulator-row").first).to_be_visible(timeout=120_000)
-    table = time.perf_counter() - t0
+    out["table"] = time.perf_counter() - t0
     raster = page.locator(".spikeviz-raster")
-    if not raster.locator("canvas").first.is_visible():
-        page.get_by_role("tab", name="Raster").click()  # not the shown centre tab
-    expect(raster.locator("canvas").first).to_be_visible(timeout=120_000)
+    try:
+        expect(raster.locator("canvas").first).to_be_visible(timeout=3_000)
+    except AssertionError:  # the raster is not in the shown centre tab: open it
+        t_click = time.perf_counter()
+        page.locator(".bk-tab").filter(has_text="Raster").first.click(timeout=30_000)
+        out["tab_click_at"] = t_click - t0
+        expect(raster.locator("canvas").first).to_be_visible(timeout=120_000)
     while _dark_pixels(raster.screenshot()) < 2000:
         if time.perf_counter() - t0 > 120:
             raise TimeoutError("the raster drew no spikes within 120 s")
         time.sleep(0.05)
-    return table, time.perf_counter() - t0, loaded
+    out["raster"] = time.perf_counter() - t0
+    if "tab_click_at" in out:
+        out["tab_click"] = out["raster"] - out["tab_click_at"]
+    return out
 
 
 def bench_serve(session, browser: bool) -> None:
@@ -353,7 +363,7 @@ def bench_serve(session, browser: bool) -> None:
             prepared = next((text for _, text in lines if "prepared" in text), "")
             rss_start = _vm(proc.pid, "VmHWM")
             record("10M Phy", "server: process start -> 'serving at'", f"{t_serving:,.1f} s",
-                   f"phylib process/spikeviz = {t_phylib_proc / t_serving:.2f}x"
+                   f"peer/spikeviz = {t_phylib_proc / t_serving:.2f}x (peer: model, no GUI)"
                    if t_phylib is not None else "")
             if prepared:
                 print(f"    ({prepared.split('spikeviz: ')[-1]})")
@@ -384,10 +394,12 @@ def _browser_paint(url: str) -> None:
             firsts = []
             for i in range(3):  # first browser session, then later ones on the same server
                 page = browser.new_page(viewport={"width": 1600, "height": 900})
-                table, raster, loaded = _first_paint(page, url)
-                firsts.append((table, raster, loaded))
-                print(f"    page {i + 1}: load event {loaded:.2f} s, table rows {table:.2f} s, "
-                      f"raster drawn {raster:.2f} s", flush=True)
+                f = _first_paint(page, url)
+                firsts.append(f)
+                tab = f" (Raster tab clicked at {f['tab_click_at']:.2f} s, drawn " \
+                      f"{f['tab_click']:.2f} s later)" if "tab_click" in f else ""
+                print(f"    page {i + 1}: load event {f['load']:.2f} s, table rows "
+                      f"{f['table']:.2f} s, raster drawn {f['raster']:.2f} s{tab}", flush=True)
                 if i == 0:
                     shots = REPO / "test-artifacts"
                     shots.mkdir(exist_ok=True)
@@ -395,12 +407,21 @@ def _browser_paint(url: str) -> None:
                 page.close()
         finally:
             browser.close()
-    first = max(firsts[0][:2])
-    later = statistics.median(max(f[:2]) for f in firsts[1:])
-    record("10M Phy", "first paint, 1st browser session (table + raster)", f"{first:.2f} s",
-           f"target ≤ 3 s: {'ok' if first <= 3 else 'MISSED'}")
-    record("10M Phy", "first paint, later sessions (median)", f"{later:.2f} s",
-           f"target ≤ 3 s: {'ok' if later <= 3 else 'MISSED'}")
+    ok = lambda t: f"target ≤ 3 s: {'ok' if t <= 3 else 'MISSED'}"  # noqa: E731
+    first, later = firsts[0], firsts[1:]
+    record("10M Phy", "page: goto -> unit table rows, 1st session", f"{first['table']:.2f} s",
+           ok(first["table"]))
+    med = statistics.median(f["table"] for f in later)
+    record("10M Phy", "page: goto -> unit table rows, later sessions (median)", f"{med:.2f} s",
+           ok(med))
+    if "tab_click" in first:
+        med = statistics.median(f["tab_click"] for f in firsts)
+        record("10M Phy", "Raster tab click -> raster drawn (median)", f"{med:.2f} s")
+        record("10M Phy", "goto -> table + raster (1st session, incl. tab click)",
+               f"{first['raster']:.2f} s")
+    else:
+        record("10M Phy", "page: goto -> raster drawn, 1st session", f"{first['raster']:.2f} s",
+               ok(first["raster"]))
 
 
 def _spikeviz_load(folder: Path):
@@ -441,6 +462,8 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="100 units / 1 M spikes, 60 s SI dataset, fewer clicks")
     parser.add_argument("--no-browser", action="store_true", help="skip Chromium")
+    parser.add_argument("--only", default="raster,click,serve",
+                        help="comma-separated parts to run: raster, click, serve")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile a unit click when it misses its target")
     args = parser.parse_args()
@@ -453,8 +476,23 @@ def main():
     print(f"{session!r}: generated in {time.perf_counter() - t0:.1f} s "
           f"(peak RSS {peak_rss_mb():.0f} MB)", flush=True)
 
-    bench_raster(session)
+    parts = set(args.only.split(","))
+    if "raster" in parts:
+        bench_raster(session)
+    if "click" in parts:
+        bench_clicks(session, n_clicks, args)
+    print("\n3. Traces frames (384 ch x 1 s / 10 s): benchmarks/bench_traces.py")
+    if "serve" in parts:
+        bench_serve(session, browser=not args.no_browser)
 
+    print("\nSummary")
+    print(f"  {'case':<12} {'figure':<60}{'value':>14}  target")
+    for case, name, value, target in RESULTS:
+        print(f"  {case:<12} {name:<60}{value:>14}  {target}")
+    print(f"\npeak RSS of this process {peak_rss_mb():.0f} MB")
+
+
+def bench_clicks(session, n_clicks: int, args) -> None:
     print(f"\n2a. Unit click, {session.sorting.num_spikes:,}-spike session, no recording "
           f"(sorting-only views)", flush=True)
     bench_click(session, "10M, no rec", n_clicks, args.profile)
@@ -469,16 +507,6 @@ def main():
     print(f"\n2b. Unit click, every view, with a recording: {si!r}\n  (dataset + "
           f"precompute {time.perf_counter() - t0:.1f} s: {what})", flush=True)
     bench_click(si, "SI 64ch rec", n_clicks, args.profile)
-
-    print("\n3. Traces frames (384 ch x 1 s / 10 s): benchmarks/bench_traces.py")
-
-    bench_serve(session, browser=not args.no_browser)
-
-    print("\nSummary")
-    print(f"  {'case':<12} {'figure':<60}{'value':>14}  target")
-    for case, name, value, target in RESULTS:
-        print(f"  {case:<12} {name:<60}{value:>14}  {target}")
-    print(f"\npeak RSS of this process {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":
