@@ -14,11 +14,30 @@ def _is_session(obj) -> bool:
     return hasattr(obj, "sorting") and hasattr(obj, "compute")
 
 
+#: A subset of units is gathered by their per-unit spike positions (O(selected spikes)) when
+#: it holds at most this fraction of the spikes; else the whole vector is masked.
+GATHER_FRACTION = 0.25
+
+
 def _train_inputs(sorting_or_session, unit_ids):
+    """``((sample_index, unit_index, num_units, fs), unit_indices)`` for the compute kernels.
+
+    A small subset of units is gathered from ``sorting.spike_indices`` (the per-unit order the
+    Sorting keeps) instead of masking every spike; the kernels then see exactly the spikes and
+    unit numbering the mask would give them (``unit_indices`` is then None).
+    """
+    from .ccg import gather_units
     sorting = sorting_or_session.sorting if _is_session(sorting_or_session) \
         else sorting_or_session
     indices = None if unit_ids is None else \
         [sorting.unit_index_of(u) for u in unit_ids]
+    if indices is not None and len(set(indices)) == len(indices) and \
+            hasattr(sorting, "spike_indices") and hasattr(sorting, "spike_counts"):
+        counts = sorting.spike_counts().to_numpy()
+        if counts[indices].sum() <= GATHER_FRACTION * sorting.num_spikes:
+            t, u, k = gather_units(sorting.sample_index,
+                                   [sorting.spike_indices(i) for i in unit_ids])
+            return (t, u, k, sorting.sampling_frequency), None
     return (sorting.sample_index, sorting.unit_index, sorting.num_units,
             sorting.sampling_frequency), indices
 
@@ -59,7 +78,7 @@ def firing_rates(sorting, bin_s: float = 1.0, unit_ids=None):
     (sample_index, unit_index, num_units, fs), indices = _train_inputs(sorting, unit_ids)
     s = sorting.sorting if _is_session(sorting) else sorting
     num_samples = s.num_samples if s.num_samples is not None else \
-        (int(sample_index[-1]) + 1 if sample_index.size else 0)
+        (int(s.sample_index[-1]) + 1 if s.num_spikes else 0)
     rates_hz, _, edges = compute_firing_rates(sample_index, unit_index, num_units, fs,
                                               num_samples, bin_s, unit_indices=indices)
     return rates_hz, edges

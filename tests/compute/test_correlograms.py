@@ -323,3 +323,40 @@ def test_isi_rejects_bins_below_one_sample_and_above_the_window():
     with pytest.raises(InputError) as err:
         compute_isi_histograms([1, 2], [0, 0], 1, FS, 1.0, 2.0)
     assert err.value.field == "window_ms"
+
+
+# -- a few units gathered by their per-unit positions (sv.compute wrappers) ------------------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gathered_subset_equals_the_masked_subset(monkeypatch, seed):
+    """The wrappers take a few units' spikes from ``sorting.spike_indices`` (no mask over every
+    spike): same counts as masking the whole vector, with unit ids that are not indices, ties
+    and a custom order."""
+    import spikeviz.compute as svc
+    from spikeviz.compute import ccg
+
+    rng = np.random.default_rng(seed)
+    t, u, k = tied_spikes(rng, num_spikes=4000, num_units=12)
+    ids = np.sort(rng.choice(1000, k, replace=False)) + 7
+    sorting = sv.Sorting.from_arrays(t, u, FS, unit_ids=ids, num_samples=int(t[-1]) + 100)
+    chosen = [int(ids[i]) for i in rng.choice(k, 3, replace=False)]
+    gathered = []
+    original = ccg.gather_units
+    monkeypatch.setattr(ccg, "gather_units", lambda *a: gathered.append(1) or original(*a))
+    fast = (svc.correlograms(sorting, 10.0, 0.5, unit_ids=chosen),
+            svc.isi_histograms(sorting, 20.0, 1.0, unit_ids=chosen),
+            svc.firing_rates(sorting, 0.05, unit_ids=chosen))
+    assert len(gathered) == 3
+    monkeypatch.setattr(svc, "GATHER_FRACTION", -1.0)  # force the mask over every spike
+    slow = (svc.correlograms(sorting, 10.0, 0.5, unit_ids=chosen),
+            svc.isi_histograms(sorting, 20.0, 1.0, unit_ids=chosen),
+            svc.firing_rates(sorting, 0.05, unit_ids=chosen))
+    assert len(gathered) == 3
+    for (a, ea), (b, eb) in zip(fast, slow, strict=True):
+        np.testing.assert_array_equal(ea, eb)
+        np.testing.assert_array_equal(a, b)
+    assert fast[0][0].sum() > 0 and fast[1][0].sum() > 0
+    # and both equal a from-scratch sorting holding only those units
+    alone = sorting.select_units(chosen)
+    assert_same(fast[0], compute_correlograms(alone.sample_index, alone.unit_index, 3, FS,
+                                              10.0, 0.5))
+
