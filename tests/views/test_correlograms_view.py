@@ -9,7 +9,7 @@ import pytest
 import spikeviz as sv
 
 pn = pytest.importorskip("panel")
-hv = pytest.importorskip("holoviews")
+pytest.importorskip("bokeh")
 
 from spikeviz.views.colors import BACKGROUND_COLOR, unit_colors  # noqa: E402
 from spikeviz.views.correlograms import Correlograms  # noqa: E402
@@ -36,14 +36,35 @@ def random_session(num_units=12, seed=0) -> sv.Session:
 
 
 def drawn_cells(view) -> dict:
-    """{(row unit, column unit): (edges ms, values)} of the drawn histograms."""
+    """{(row unit, column unit): (edges ms, values, colour)} read back from the figure's bar
+    source; also checks each bar's glyph: its height is the value over the cell's peak and it
+    spans its lag bin inside the cell's box."""
+    data = {name: np.asarray(v) for name, v in view.sources["bars"].data.items()}
+    frames = view.sources["frames"].data
     cells = {}
-    k = len(view.unit_ids)
-    for n, cell in enumerate(view.plot):
-        hist = next(el for el in cell if isinstance(el, hv.Histogram))
-        key = (view.unit_ids[n // k], view.unit_ids[n % k])
-        cells[key] = (hist.edges, hist.dimension_values(1), hist.opts.get().kwargs["color"])
+    for n in range(len(view.unit_ids) ** 2):
+        row, col = divmod(n, len(view.unit_ids))
+        mine = (data["row"] == row) & (data["col"] == col)
+        edges = np.r_[data["lag_left_ms"][mine], data["lag_right_ms"][mine][-1:]]
+        values = data["value"][mine]
+        peak = values.max()
+        heights = data["top"][mine] - data["bottom"][mine]
+        np.testing.assert_allclose(heights, values / peak if peak > 0 else 0 * values)
+        np.testing.assert_allclose(data["left"][mine] - frames["left"][n], edges[:-1] - edges[0])
+        np.testing.assert_allclose(data["right"][mine] - frames["left"][n], edges[1:] - edges[0])
+        colors = set(data["color"][mine].tolist())
+        assert len(colors) == 1
+        key = (view.unit_ids[row], view.unit_ids[col])
+        cells[key] = (edges, values, colors.pop())
     return cells
+
+
+def shaded_lags(view) -> list:
+    """[(low, high)] lag interval (ms) of each cell's refractory band."""
+    shade, frames = view.sources["shade"].data, view.sources["frames"].data
+    zero = np.asarray(frames["left"]) - view.bin_edges_ms[0]  # x of lag 0 per cell
+    return [(float(a - z), float(b - z)) for a, b, z in
+            zip(shade["left"], shade["right"], zero, strict=False)]
 
 
 def brute_force_ccg(t_i, t_j, edges_samples, same=False):
@@ -98,7 +119,8 @@ def test_periodic_train_autocorrelogram_peaks_at_its_period():
 def test_numbers_are_compute_correlograms_and_follow_selection():
     session = random_session()
     view = Correlograms(session, window_ms=30.0, bin_ms=0.5)
-    assert view.unit_ids == [] and len(view.plot) == 0
+    assert view.unit_ids == [] and len(view.sources["bars"].data["value"]) == 0
+    assert not view._pane.visible
     view.selection.unit_ids = [22, 10, 16]
     counts, edges = sv.compute.correlograms(view.curation.sorting, 30.0, 0.5, [22, 10, 16])
     np.testing.assert_array_equal(view.counts, counts)
@@ -114,7 +136,7 @@ def test_numbers_are_compute_correlograms_and_follow_selection():
     view.bin_ms = 2.0
     np.testing.assert_array_equal(
         view.counts, sv.compute.correlograms(view.sorting, 30.0, 2.0, [13])[0])
-    hv.render(view.plot)  # renders with Bokeh
+    pn.panel(view).get_root()  # renders with Bokeh
 
 
 def test_rate_normalisation_and_refractory_shading():
@@ -127,10 +149,10 @@ def test_rate_normalisation_and_refractory_shading():
     expected = view.counts / (spikes[None, :, None] * bin_s)
     np.testing.assert_allclose(view.values, expected)
     np.testing.assert_allclose(drawn_cells(view)[(10, 13)][1], expected[0, 1])
-    spans = [el for el in view.plot.values()[0] if isinstance(el, hv.VSpan)]
-    assert len(spans) == 1 and spans[0].data == [-2.0, 2.0]
+    assert shaded_lags(view) == [(-2.0, 2.0)] * 4  # every cell
+    assert view.sources["labels"].data["peak"][1].endswith(" Hz")
     view.refractory_ms = 0.0
-    assert not [el for el in view.plot.values()[0] if isinstance(el, hv.VSpan)]
+    assert shaded_lags(view) == []
 
 
 def test_unit_cap_with_a_note():
@@ -139,7 +161,7 @@ def test_unit_cap_with_a_note():
     selected = session.sorting.unit_ids.tolist()[::-1]
     view.selection.unit_ids = selected
     assert view.unit_ids == selected[:8]
-    assert view.counts.shape[:2] == (8, 8) and len(view.plot) == 64
+    assert view.counts.shape[:2] == (8, 8) and len(view.sources["frames"].data["left"]) == 64
     assert "8 of 12" in view.note and "8 of 12" in view._info.object
 
 
@@ -188,3 +210,26 @@ def test_panel_renders_with_and_without_selection():
     view.dispose()
     view.selection.unit_ids = [16]
     assert view.unit_ids == [10, 13]  # disposed: no longer follows the selection
+
+
+def test_new_selection_updates_the_same_bokeh_figure_in_place():
+    view = Correlograms(random_session())
+    view.selection.unit_ids = [10, 13]
+    root = view.__panel__().get_root()
+    fig = view.figure
+    assert fig in list(root.select({"type": type(fig)}))
+    source = view.sources["bars"]
+    before = np.asarray(source.data["value"]).copy()
+    glyphs = [r.id for r in fig.renderers]
+    view.selection.unit_ids = [16, 19, 22]
+    assert view.figure is fig and [r.id for r in fig.renderers] == glyphs
+    assert fig in list(root.select({"type": type(fig)}))  # still the model in the document
+    assert view.sources["bars"] is source and fig.renderers[2].data_source is source
+    after = np.asarray(source.data["value"])
+    assert after.size == 9 * 50 and before.size == 4 * 50
+    counts, _ = sv.compute.correlograms(view.sorting, 50.0, 1.0, [16, 19, 22])
+    np.testing.assert_array_equal(after, counts.reshape(-1))
+    # the grid fills its box: 3 columns of cells plus gaps, ticks labelled in lag ms
+    assert view.figure.x_range.end > 3 * 50 and view.figure.y_range.end > 3
+    labels = set(view.figure.xaxis[0].major_label_overrides.values())
+    assert {"-20", "0", "20"} <= labels
