@@ -10,23 +10,30 @@ For the selected units (selection order, at most ``max_units``), overlaid in the
   violations, % of all intervals of the unit) is printed per unit, and the refractory period
   is shaded.
 - the firing rate over time: :func:`spikeviz.compute.firing_rates` (``rate_bin_s`` bins over
-  the whole recording), drawn as steps; its x range follows ``selection.time_window_s``.
+  the whole recording), drawn as steps; its x range follows ``selection.time_window_s`` and
+  its y range the rates inside it.
+
+Each plot is one Bokeh figure built once (the ISI figure again only when ``log_bins`` flips the
+x scale): every unit's histogram is a row group of one ``quad`` glyph and every rate curve a
+line of one ``multi_line`` glyph, coloured by a colour column, so a new selection only
+replaces the sources' data and the ranges.
 """
 
 from __future__ import annotations
 
 import html
 
-import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from bokeh.models import BoxAnnotation, ColumnDataSource, Range1d
+from bokeh.plotting import figure
 
 from .. import compute
 from .base import View
 from .colors import unit_colors
-from .common import REFRACTORY_COLOR, ensure_bokeh_backend, present_units
+from .common import REFRACTORY_COLOR, present_units
 
 
 def intervals_ms(sorting, unit_id) -> np.ndarray:
@@ -50,8 +57,11 @@ class ISIView(View):
 
     Exposed for tests: :attr:`unit_ids`, :attr:`isi_counts` (int64 ``(k, bins)``),
     :attr:`isi_edges_ms`, :attr:`rates_hz` (``(k, bins)``), :attr:`rate_edges_s`,
-    :attr:`violations_percent` (Series by unit id), :attr:`x_range_s`, :attr:`isi_plot`,
-    :attr:`rate_plot`.
+    :attr:`violations_percent` (Series by unit id), :attr:`x_range_s`, :attr:`rate_y_max_hz`,
+    the figures :attr:`isi_figure` / :attr:`rate_figure`, their sources :attr:`isi_source`
+    (one row per bar: ``unit``, ``color``, ``left``/``right`` ms, ``top`` count) and
+    :attr:`rate_source` (one row per unit: ``unit``, ``color``, step ``xs`` s / ``ys`` Hz),
+    and the refractory band :attr:`isi_shade`.
     """
 
     isi_window_ms = param.Number(default=50.0, bounds=(1.0, 5000.0),
@@ -70,7 +80,6 @@ class ISIView(View):
 
     def __init__(self, session, selection=None, curation=None, **params):
         super().__init__(session, selection, curation, **params)
-        ensure_bokeh_backend()
         self.unit_ids: list = []
         self.isi_counts = np.zeros((0, 0), dtype=np.int64)
         self.isi_edges_ms = np.zeros(1)
@@ -78,8 +87,14 @@ class ISIView(View):
         self.rate_edges_s = np.zeros(1)
         self.violations_percent = pd.Series(dtype=float, name="isi_violations_percent")
         self.note = ""
-        self.isi_plot = hv.Overlay([])
-        self.rate_plot = hv.Overlay([])
+        self.rate_y_max_hz = 1.0
+        self.isi_source = ColumnDataSource({n: [] for n in ("unit", "color", "left", "right",
+                                                             "bottom", "top")})
+        self.rate_source = ColumnDataSource({n: [] for n in ("unit", "color", "xs", "ys")})
+        self.isi_shade = BoxAnnotation(left=0, right=0, fill_color=REFRACTORY_COLOR,
+                                       fill_alpha=0.6, line_color=None, visible=False)
+        self.isi_figure = self._build_isi_figure()
+        self.rate_figure = self._build_rate_figure()
         self._keys: dict = {}
         self._controls = pn.Param(
             self.param, parameters=["isi_window_ms", "isi_bin_ms", "log_bins",
@@ -87,10 +102,10 @@ class ISIView(View):
             default_layout=pn.Row, show_name=False, sizing_mode="stretch_width")
         self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10),
                                   css_classes=["spikeviz-isi-info"])
-        self._isi_pane = pn.pane.HoloViews(self.isi_plot, sizing_mode="stretch_both",
-                                           min_height=220, css_classes=["spikeviz-isi"])
-        self._rate_pane = pn.pane.HoloViews(self.rate_plot, sizing_mode="stretch_both",
-                                            min_height=220, css_classes=["spikeviz-rate"])
+        self._isi_pane = pn.pane.Bokeh(self.isi_figure, sizing_mode="stretch_both",
+                                       min_height=220, css_classes=["spikeviz-isi"])
+        self._rate_pane = pn.pane.Bokeh(self.rate_figure, sizing_mode="stretch_both",
+                                        min_height=220, css_classes=["spikeviz-rate"])
         self._layout = pn.Column(self._controls, self._info, self._isi_pane, self._rate_pane,
                                  sizing_mode="stretch_both")
         self._watch(self.selection, ["unit_ids", "time_window_s"], self._changed)
@@ -166,9 +181,8 @@ class ISIView(View):
             index=pd.Index(units, name="unit_id"), name="isi_violations_percent", dtype=float)
         self.note = "" if selected <= len(units) else \
             f"showing the first {len(units)} of {selected} selected units"
-        self.isi_plot, self.rate_plot = self._draw_isi(), self._draw_rate()
-        self._isi_pane.object = self.isi_plot
-        self._rate_pane.object = self.rate_plot
+        self._update_isi()
+        self._update_rate()
         self._info.object = self._info_html()
 
     def _changed(self, *events) -> None:
@@ -188,38 +202,70 @@ class ISIView(View):
             text = f"<b>{html.escape(self.note)}</b> &middot; " + text
         return f"<span class='spikeviz-isi-violations'>{text}</span>"
 
-    def _draw_isi(self):
-        layers = [hv.Curve([], kdims=["isi_ms"], vdims=["count"])]  # never an empty overlay
-        if self.refractory_ms > 0 and self.unit_ids:
-            low = self.isi_edges_ms[0] if self.log_bins else 0.0
-            layers.append(hv.VSpan(low, self.refractory_ms).opts(color=REFRACTORY_COLOR,
-                                                                 alpha=0.6))
-        colors = unit_colors(self.unit_ids, self.selection.unit_ids)
-        for row, unit_id in enumerate(self.unit_ids):
-            layers.append(hv.Histogram((self.isi_edges_ms, self.isi_counts[row]),
-                                       kdims=["isi_ms"], vdims=["count"],
-                                       label=str(unit_id)).opts(
-                color=colors[row], alpha=0.45, line_color=colors[row], line_width=1))
-        return hv.Overlay(layers).opts(
-            hv.opts.Overlay(responsive=True, min_height=200, xlabel="inter-spike interval (ms)",
-                            ylabel="count", logx=self.log_bins, title="ISI",
-                            legend_position="top_right", show_legend=len(self.unit_ids) > 1,
-                            toolbar="above"))
+    def _figure(self, **params):
+        fig = figure(sizing_mode="stretch_both", min_height=200, tools="pan,wheel_zoom,"
+                     "box_zoom,reset,save", toolbar_location="above", x_range=Range1d(0, 1),
+                     y_range=Range1d(0, 1), **params)
+        fig.toolbar.logo = None
+        return fig
 
-    def _draw_rate(self):
+    def _build_isi_figure(self):
+        fig = self._figure(title="ISI", x_axis_type="log" if self.log_bins else "linear",
+                           x_axis_label="inter-spike interval (ms)", y_axis_label="count")
+        fig.add_layout(self.isi_shade)
+        fig.quad(source=self.isi_source, left="left", right="right", bottom="bottom", top="top",
+                 fill_color="color", fill_alpha=0.45, line_color="color", line_width=1,
+                 legend_field="unit")
+        fig.legend.location = "top_right"
+        fig.legend.visible = False
+        self._isi_log = self.log_bins
+        return fig
+
+    def _build_rate_figure(self):
+        fig = self._figure(x_axis_label="time (s)", y_axis_label="firing rate (Hz)")
+        fig.multi_line(source=self.rate_source, xs="xs", ys="ys", line_color="color",
+                       line_width=1.5, legend_field="unit")
+        fig.legend.location = "top_right"
+        fig.legend.visible = False
+        return fig
+
+    def _update_isi(self) -> None:
+        if self.log_bins != self._isi_log:  # a new x scale: the only rebuild
+            self.isi_figure = self._build_isi_figure()
+            self._isi_pane.object = self.isi_figure
+        k = len(self.unit_ids)
+        edges = np.asarray(self.isi_edges_ms, dtype=np.float64)
         colors = unit_colors(self.unit_ids, self.selection.unit_ids)
-        layers = [hv.Curve([], kdims=["time_s"], vdims=["rate_hz"])]
-        edges = self.rate_edges_s
-        for row, unit_id in enumerate(self.unit_ids):
-            rates = self.rates_hz[row]
-            # steps: each bin's rate held from its left edge to its right edge
-            xs = np.repeat(edges, 2)[1:-1]
-            ys = np.repeat(rates, 2)
-            layers.append(hv.Curve((xs, ys), kdims=["time_s"], vdims=["rate_hz"],
-                                   label=str(unit_id)).opts(color=colors[row], line_width=1.5))
-        return hv.Overlay(layers).opts(
-            hv.opts.Overlay(responsive=True, min_height=200, xlabel="time (s)",
-                            ylabel="firing rate (Hz)", xlim=self.x_range_s,
-                            title=f"firing rate ({self.rate_bin_s:g} s bins)",
-                            legend_position="top_right", show_legend=len(self.unit_ids) > 1,
-                            toolbar="above"))
+        bins = edges.size - 1 if k else 0
+        counts = np.asarray(self.isi_counts, dtype=np.float64).reshape(k, bins)
+        self.isi_source.data = {
+            "unit": np.repeat(np.array([str(u) for u in self.unit_ids], dtype=object), bins),
+            "color": np.repeat(np.array(colors, dtype=object), bins),
+            "left": np.tile(edges[:-1], k) if k else np.zeros(0),
+            "right": np.tile(edges[1:], k) if k else np.zeros(0),
+            "bottom": np.zeros(k * bins), "top": counts.ravel()}
+        low = min(self.isi_bin_ms, 0.1) if self.log_bins else 0.0  # = edges[0]
+        self.isi_figure.x_range.update(start=low, end=self.isi_window_ms)
+        peak = float(counts.max()) if counts.size else 0.0
+        self.isi_figure.y_range.update(start=0.0, end=peak * 1.05 if peak > 0 else 1.0)
+        self.isi_shade.update(left=low, right=max(self.refractory_ms, low),
+                              visible=bool(k and self.refractory_ms > 0))
+        self.isi_figure.legend.visible = k > 1
+
+    def _update_rate(self) -> None:
+        k = len(self.unit_ids)
+        edges = np.asarray(self.rate_edges_s, dtype=np.float64)
+        colors = unit_colors(self.unit_ids, self.selection.unit_ids)
+        xs = np.repeat(edges, 2)[1:-1]  # steps: each bin's rate from its left to right edge
+        rates = np.asarray(self.rates_hz, dtype=np.float64)
+        self.rate_source.data = {
+            "unit": [str(u) for u in self.unit_ids], "color": list(colors),
+            "xs": [xs] * k, "ys": [np.repeat(rates[row], 2) for row in range(k)]}
+        start, end = self.x_range_s
+        inside = (edges[1:] > start) & (edges[:-1] < end) if k else np.zeros(0, bool)
+        peak = float(rates[:, inside].max()) if k and inside.any() else 0.0
+        self.rate_y_max_hz = peak * 1.05 if peak > 0 else 1.0
+        self.rate_figure.x_range.update(start=start, end=end)
+        self.rate_figure.y_range.update(start=0.0, end=self.rate_y_max_hz)
+        self.rate_figure.title.text = f"firing rate ({self.rate_bin_s:g} s bins)"
+        self.rate_figure.legend.visible = k > 1
