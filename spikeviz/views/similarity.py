@@ -41,6 +41,7 @@ from .common import present_units
 COLUMNS = ["unit_id", "score", "similarity", "ccg_contamination", "ccg_observed",
            "ccg_expected", "label", "num_spikes"]
 _BLOCK_PAIRS = 2_000_000  # neighbour positions expanded at once
+_MEMO = 32  # similarity tables remembered per view (of the current sorting)
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ class Similarity(View):
         self.best_unit_id = None
         self.frame = pd.DataFrame(columns=COLUMNS[1:]).rename_axis("unit_id")
         self._key = None
+        self._memo: dict = {}
         self._source = "local"
         self._order_key = None
         self._order: list = []
@@ -243,20 +245,38 @@ class Similarity(View):
         units = present_units(self.sorting, self.selection.unit_ids)
         best = units[0] if units else None
         key = (self.sorting, best, self.refractory_ms, self.top)
-        if key != self._key:
-            self.frame = self.compute(best) if best is not None else \
-                pd.DataFrame(columns=COLUMNS[1:]).rename_axis("unit_id")
+        changed = key != self._key
+        if changed:
+            self.frame = self._frame_of(key)
             self._key = key
         self.best_unit_id = best
         self._syncing = True
         try:
-            self.table.value = self._table_value()
+            if changed:  # the same widget (and Bokeh model): only its data is replaced
+                self.table.value = self._table_value()
             second = units[1] if len(units) > 1 else None
             shown = self.similar_ids[:self.top]
             self.table.selection = [shown.index(second)] if second in shown else []
         finally:
             self._syncing = False
         self._info.object = self._info_html()
+
+    def _frame_of(self, key) -> pd.DataFrame:
+        """The table of ``key`` = (sorting, best unit, refractory_ms, top), from the last
+        ``_MEMO`` ones (the wizard goes back and forth) or computed."""
+        if key[1] is None:
+            return pd.DataFrame(columns=COLUMNS[1:]).rename_axis("unit_id")
+        memo = {k: v for k, v in self._memo.items() if k[0] is key[0]}  # this sorting only
+        if key in memo:
+            frame, source = memo.pop(key)
+        else:
+            frame = self.compute(key[1])
+            source = self._source
+        memo[key] = (frame, source)
+        while len(memo) > _MEMO:
+            memo.pop(next(iter(memo)))
+        self._memo, self._source = memo, source
+        return frame
 
     def _changed(self, *events) -> None:
         self.refresh()

@@ -223,3 +223,32 @@ def test_panel_renders(trains):
     view.selection.unit_ids = [2]
     pn.panel(view).get_root()
     assert view.table.value["unit_id"].iloc[0] == 1
+
+
+def test_new_selection_updates_the_same_table_model_in_place(trains):
+    session = make_session(trains)
+    view = Similarity(session)
+    view.selection.unit_ids = [3]
+    root = view.__panel__().get_root()
+    table = view.table
+    models = [m for m in root.references() if type(m).__name__ == "DataTabulator"]
+    assert len(models) == 1
+    model, source = models[0], models[0].source
+    first = list(source.data["unit_id"])
+    calls = []
+    compute = view.compute
+    view.compute = lambda unit_id: calls.append(unit_id) or compute(unit_id)
+    view.selection.unit_ids = [1]
+    assert view.table is table and view._layout[1] is table
+    again = [m for m in root.references() if type(m).__name__ == "DataTabulator"]
+    assert again == [model] and model.source is source  # same Bokeh model, new data
+    second = list(source.data["unit_id"])
+    assert second != first and second[0] == 2  # the other half of unit 1's neuron
+    # independent: the table is similar_units' ranking of every other unit
+    expected = view.sorting.unit_ids[view.sorting.unit_ids != 1]
+    assert sorted(second) == sorted(expected.tolist())
+    # a row click ([best, that unit]) keeps the table; a unit seen before is remembered
+    view.select_similar(second[1])
+    assert list(source.data["unit_id"]) == second
+    view.selection.unit_ids = [3]
+    assert list(source.data["unit_id"]) == first and calls == [1]
