@@ -38,13 +38,13 @@ action happens meanwhile. Methods needing raw traces return None without a recor
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
 
 from .. import compute as sv_compute
 from ..errors import InputError
+from . import curated_features as cf
 from . import curated_units as cu
 from . import curated_wizard
 from .curated_new import NewUnits
@@ -82,7 +82,7 @@ class CuratedAnalysis(NewUnits):
         self._original = {id_key(u): i for i, u in enumerate(session.sorting.unit_ids.tolist())}
         self._frame = (None, None, None)
         self.revision = 0
-        self._features: OrderedDict = OrderedDict()
+        self._feature_memo = cf.FeatureMemo()
         self._memo: dict = {}
 
     # -- snapshot and ids ----------------------------------------------------------------------
@@ -254,32 +254,31 @@ class CuratedAnalysis(NewUnits):
             positions.append(pos)
         return _by_position(positions, values)
 
-    def spike_features(self, unit_ids, n_components: int = 3):
+    def spike_features(self, unit_ids, n_components: int = 3, background_unit_ids=(),
+                       max_background_spikes_per_unit: int = cf.BACKGROUND_SPIKES_PER_UNIT,
+                       seed: int = 0):
         """``(positions int64, features float32 (n, n_components), channel_ids)``: PCA
-        projections of every spike of ``unit_ids`` on one channel set, the first unit's
-        FEATURE_CHANNELS channels of largest template peak-to-peak; positions ascending in the
-        curated spike vector. None without a recording."""
+        projections of every spike of ``unit_ids`` -- plus, for each of
+        ``background_unit_ids`` (units to draw behind them, never to select among), at most
+        ``max_background_spikes_per_unit`` of its spikes drawn with ``seed`` -- on one channel
+        set, the first unit's FEATURE_CHANNELS channels of largest template peak-to-peak;
+        positions ascending in the curated spike vector. The PCA basis is fitted on up to
+        ``curated_features.FIT_SPIKES`` spikes of ``unit_ids``; projections are memoised per
+        unit (see :mod:`.curated_features`). None without a recording."""
         sorting, kept = self._snapshot()
         ids = self._ids(sorting, unit_ids)
         if not ids:
             raise InputError("no unit given", field="unit_ids")
+        chosen = {id_key(u) for u in ids}
+        background = [u for u in self._ids(sorting, background_unit_ids)
+                      if id_key(u) not in chosen]
+        if int(max_background_spikes_per_unit) < 0:
+            raise InputError("must be >= 0", field="max_background_spikes_per_unit")
         if not self._has_traces():
             return None
-        key = (tuple(id_key(u) for u in ids), int(n_components))
-        with self._lock:
-            found = self._features.get(key)
-        if found is None:
-            channels = self._best_channels(ids[0], sorting, kept)
-            origs = [self._positions(sorting, kept, u)[1] for u in ids]
-            orig = np.sort(np.concatenate(origs))
-            samples = np.asarray(self.session.sorting.sample_index[orig])
-            data = cu.snippets(self.session, samples, channels)
-            found = (orig, cu.pca_features(data, int(n_components)), channels)
-            with self._lock:
-                self._features[key] = found
-                while len(self._features) > 4:
-                    self._features.popitem(last=False)
-        orig, features, channels = found
+        orig, features, channels = cf.spike_features(
+            self, sorting, kept, ids, int(n_components), background,
+            int(max_background_spikes_per_unit), int(seed))
         positions = orig if kept is None else np.searchsorted(kept, orig)
         return positions, features, self.session.recording.channel_ids[channels]
 

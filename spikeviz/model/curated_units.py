@@ -233,26 +233,3 @@ def unit_metrics(session, samples: np.ndarray, columns, amplitudes_uv=None, entr
         out.update({c: values[c][0].item() for c in computable})
     return out
 
-
-def pca_features(data: np.ndarray, n_components: int, max_fit: int = 10_000,
-                 seed: int = 0) -> np.ndarray:
-    """Projections (n, n_components) float32 of flattened snippets on their principal axes.
-
-    Axes fitted (SVD of the centred data) on up to ``max_fit`` snippets drawn with ``seed``;
-    each axis' sign makes its largest loading positive, so the result is deterministic.
-    """
-    flat = data.reshape(data.shape[0], -1).astype(np.float64)
-    if flat.shape[0] == 0:
-        return np.zeros((0, n_components), np.float32)
-    fit = flat
-    if flat.shape[0] > max_fit:
-        rows = np.sort(np.random.default_rng(seed).choice(flat.shape[0], max_fit, replace=False))
-        fit = flat[rows]
-    mean = fit.mean(axis=0)
-    _, _, axes = np.linalg.svd(fit - mean, full_matrices=False)
-    axes = axes[:n_components]
-    signs = np.sign(axes[np.arange(axes.shape[0]), np.abs(axes).argmax(axis=1)])
-    axes = axes * np.where(signs == 0, 1.0, signs)[:, None]
-    out = np.zeros((flat.shape[0], n_components), np.float32)
-    out[:, :axes.shape[0]] = (flat - mean) @ axes.T
-    return out

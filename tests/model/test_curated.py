@@ -315,3 +315,105 @@ def test_merge_reads_no_trace_and_amplitude_metrics_follow(session, data, monkey
     ref = scratch(c, rec).compute("quality_metrics", metric_names=["amplitude_median"])
     np.testing.assert_allclose(frame.loc[merged, "amplitude_median"],
                                ref.loc[merged, "amplitude_median"], atol=ATOL_UV)
+
+
+# -- spike features: memoised per unit, background subsampled, PCA fitted on a sample ---------
+def reference_features(session, orig_fg, orig_rows, channels, k):
+    """From scratch: snippets of every foreground spike, centred SVD, projection of rows."""
+    from spikeviz.model import curated_units as cu
+    s = session.sorting
+    fit = cu.snippets(session, s.sample_index[orig_fg], channels).reshape(orig_fg.size, -1)
+    rows = cu.snippets(session, s.sample_index[orig_rows], channels).reshape(orig_rows.size, -1)
+    mean = fit.astype(np.float64).mean(axis=0)
+    _, _, axes = np.linalg.svd(fit - mean, full_matrices=False)
+    axes = axes[:k]
+    axes *= np.sign(axes[np.arange(k), np.abs(axes).argmax(axis=1)])[:, None]
+    return (rows - mean) @ axes.T
+
+
+def test_spike_features_equal_a_from_scratch_pca_and_are_memoised(session, monkeypatch):
+    from spikeviz.model import curated_features as cf
+    from spikeviz.model import curated_units as cu
+    c = Curation(session.sorting)
+    a = curated_analysis(session, c)
+    ids = session.sorting.unit_ids.tolist()
+    merged = c.merge(ids[:2])
+    c.remove([ids[5]])
+    fg, bg = [ids[3], merged], [ids[2], ids[4]]
+    reads = []
+    original = cu.snippets
+    monkeypatch.setattr(cu, "snippets", lambda se, t, ch: reads.append(t.size) or original(
+        se, t, ch))
+    positions, features, channel_ids = a.spike_features(
+        fg, 3, background_unit_ids=bg, max_background_spikes_per_unit=40, seed=3)
+    assert len(reads) == 1  # one pass over the recording
+    s, kept = c.snapshot()
+    fg_pos = np.sort(np.concatenate([s.spike_indices(u) for u in fg]))
+    shown = np.isin(s.unit_index[positions], [s.unit_index_of(u) for u in fg])
+    np.testing.assert_array_equal(positions[shown], fg_pos)  # every spike: exact lasso
+    for u in bg:  # at most 40 per background unit, its own spikes
+        mine = positions[s.unit_index[positions] == s.unit_index_of(u)]
+        assert mine.size == min(40, s.spike_indices(u).size)
+        assert np.isin(mine, s.spike_indices(u)).all()
+    assert (np.diff(positions) > 0).all() and features.dtype == np.float32
+    channels = session.recording.channel_indices(channel_ids)
+    ref = reference_features(session, kept[fg_pos], kept[positions], channels, 3)
+    scale = np.abs(ref).max()
+    np.testing.assert_allclose(features, ref, atol=1e-4 * scale)
+    # a repeated call (and a call adding a background unit) reads only what is new
+    reads.clear()
+    again = a.spike_features(fg, 3, background_unit_ids=bg, max_background_spikes_per_unit=40,
+                             seed=3)
+    assert reads == []
+    for x, y in zip(again, (positions, features, channel_ids), strict=True):
+        np.testing.assert_array_equal(x, y)
+    a.spike_features(fg, 3, background_unit_ids=[*bg, ids[6] if len(ids) > 6 else ids[2]],
+                     max_background_spikes_per_unit=40, seed=3)
+    assert sum(reads) <= 40
+    # the two-pass path (sample for the basis, then chunks) gives the same features
+    monkeypatch.setattr(cf, "MEMO_BYTES", 1)
+    monkeypatch.setattr(cf, "PROJECTION_CHUNK", 7)
+    a._feature_memo = cf.FeatureMemo()
+    two = a.spike_features(fg, 3, background_unit_ids=bg, max_background_spikes_per_unit=40,
+                           seed=3)
+    np.testing.assert_array_equal(two[0], positions)
+    np.testing.assert_allclose(two[1], features, atol=1e-5 * scale)
+
+
+def test_spike_features_fit_on_a_sample_still_project_every_spike(session, monkeypatch):
+    from spikeviz.model import curated_features as cf
+    monkeypatch.setattr(cf, "FIT_SPIKES", 50)
+    a = CuratedAnalysis(session, Curation(session.sorting))
+    u = session.sorting.unit_ids.tolist()[1]
+    positions, features, _ = a.spike_features([u], 2)
+    np.testing.assert_array_equal(positions, session.sorting.spike_indices(u))
+    assert np.isfinite(features).all() and features.std(axis=0).min() > 0
+    with pytest.raises(Exception, match="no unit"):
+        a.spike_features([], 2)
+
+
+def test_spike_features_reuse_the_sessions_principal_components(session, monkeypatch):
+    from spikeviz.model import curated_units as cu
+    pcs = session.compute("principal_components", all_spikes=True)
+    a = CuratedAnalysis(session, Curation(session.sorting))
+    ids = session.sorting.unit_ids.tolist()
+    monkeypatch.setattr(cu, "snippets", lambda *args: pytest.fail("read traces"))
+    channels = a._best_channels(ids[0], *a._snapshot())
+    unit_channels = np.asarray(pcs["channel_indices"])
+    fg = [u for u in ids if np.isin(channels, unit_channels[
+        session.sorting.unit_index_of(u)]).all()][:2]
+    assert fg and fg[0] == ids[0]
+    positions, features, _ = a.spike_features(fg, 3)
+    # from scratch: the session's PCs on those channels, flattened, centred SVD
+    s = session.sorting
+    rows = []
+    for p in positions:
+        unit_row = unit_channels[s.unit_index[p]]
+        slots = [int(np.flatnonzero(unit_row == ch)[0]) for ch in channels]
+        rows.append(np.asarray(pcs["projections"][p])[:, slots].ravel())
+    rows = np.asarray(rows, np.float64)
+    mean = rows.mean(axis=0)
+    _, _, axes = np.linalg.svd(rows - mean, full_matrices=False)
+    axes = axes[:3] * np.sign(axes[np.arange(3), np.abs(axes[:3]).argmax(axis=1)])[:, None]
+    np.testing.assert_allclose(features, (rows - mean) @ axes.T,
+                               atol=1e-4 * np.abs(features).max())
