@@ -6,6 +6,13 @@ locations (``results.unit_locations()``; without them, the peak channel's positi
 unit frame's ``x_um`` / ``depth_um``): selected units large, outlined, in their colour; the
 others small and faint. Hover names the unit, its label and depth.
 
+The figure is built once: the channels are static, and a selection or curation change only
+sends new data to the highlight, unit and focus glyphs (one DynamicMap stream, constant
+structure). The axes auto-range on an invisible focus box: the probe's width by ±300 µm around
+the first selected unit (the whole probe when none is selected), so a long probe does not open
+as a thin strip; the view re-zooms when that box changes and keeps the user's pan/zoom
+otherwise.
+
 Tap (shift-tap for several) or box-select units: the indices Bokeh reports are mapped to unit
 ids on the server through :attr:`Probe.frame` (the drawn rows, in order), exactly. The view
 follows ``selection.unit_ids`` and ``curation.sorting`` (a merged unit appears at its location,
@@ -15,13 +22,15 @@ its parents vanish; undo brings them back).
 from __future__ import annotations
 
 import html
+import weakref
 
 import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models import DataRange1d
+from bokeh.core.properties import field
+from bokeh.models import BoxSelectTool, DataRange1d, TapTool
 
 from .base import View
 from .colors import BACKGROUND_COLOR, unit_color
@@ -29,6 +38,9 @@ from .colors import BACKGROUND_COLOR, unit_color
 CHANNEL_COLOR = "#d9d9d9"
 HIGHLIGHT_COLOR = "#f2b35c"
 PEAK_COLOR = "#d9822b"
+
+FOCUS_HALF_HEIGHT_UM = 300.0  # the view zooms to ±this around the first selected unit
+FOCUS_NAME = "probe-focus"  # the invisible box the auto-ranged axes fit
 
 Version = hv.streams.Stream.define("Version", version=0)
 
@@ -60,6 +72,10 @@ class Probe(View):
         self.peak_channel_ids: list = []
         self.missing_location = 0
         self.location_source = ""
+        self.focus_box_um: tuple = ()  # (x0, y0, x1, y1) the axes fit, µm
+        self._zoom = 0  # incremented when focus_box_um changes: the plot re-zooms
+        self._zoomed = weakref.WeakKeyDictionary()  # Bokeh figure -> zoom applied
+        self._focus_renderers = weakref.WeakKeyDictionary()  # Bokeh figure -> focus glyph
         self._version = Version()
         self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
         ids, loc = session.channel_ids, session.channel_locations_um
@@ -69,13 +85,12 @@ class Probe(View):
             self._xy = np.asarray(loc, dtype=np.float64)[:, :2]
             pitch = min(_pitch(self._xy[:, 0]), _pitch(self._xy[:, 1]))
             self.square_um = 0.6 * pitch if np.isfinite(pitch) else 10.0
-            channels = hv.Rectangles(self._squares(np.arange(len(self._channel_ids)))).opts(
-                color=CHANNEL_COLOR, line_alpha=0)
             highlight = hv.DynamicMap(self._highlight_element, streams=[self._version])
             units = hv.DynamicMap(self._units_element, streams=[self._version])
+            focus = hv.DynamicMap(self._focus_element, streams=[self._version])
             self._select = hv.streams.Selection1D(source=units)
             self._select.add_subscriber(self._on_select)
-            self.plot = (channels * highlight * units).opts(hv.opts.Overlay(
+            self.plot = (highlight * focus * units).opts(hv.opts.Overlay(
                 responsive=True, min_height=self.min_height, data_aspect=1,
                 xlabel="x (µm)", ylabel="y (µm)", toolbar="above",
                 active_tools=["wheel_zoom", "tap"], show_legend=False,
@@ -171,8 +186,27 @@ class Probe(View):
         units = list(self.selection.unit_ids)
         self.frame = self.compute_frame(units)
         self.peak_channel_ids, self.highlighted_channel_ids = self.channels_near(units)
+        box = self.focus_box(units)
+        if box != self.focus_box_um:
+            self.focus_box_um, self._zoom = box, self._zoom + 1
         self._info.object = self._info_html()
         self._version.event(version=self._version.version + 1)
+
+    def focus_box(self, unit_ids: list) -> tuple:
+        """(x0, y0, x1, y1) µm the axes fit: the channels' x extent by ±FOCUS_HALF_HEIGHT_UM
+        around the first selected unit's y, clipped to the channels' y extent (the whole probe
+        when no located unit is selected)."""
+        (x0, y0), (x1, y1) = self._xy.min(axis=0), self._xy.max(axis=0)
+        h = self.square_um / 2
+        x0, y0, x1, y1 = x0 - h, y0 - h, x1 + h, y1 + h
+        first = _plain(unit_ids[0]) if unit_ids else None
+        if first is not None and first in self.frame.index:
+            y = float(self.frame.loc[first, "y_um"])
+            lo, hi = y - FOCUS_HALF_HEIGHT_UM, y + FOCUS_HALF_HEIGHT_UM
+            y0, y1 = max(y0, lo), min(y1, hi)
+            if y1 <= y0:  # a unit far off the probe: centre on it
+                y0, y1 = lo, hi
+        return (float(x0), float(y0), float(x1), float(y1))
 
     def unit_at_index(self, index: int):
         """Unit id of row ``index`` of the drawn points (what Bokeh reports)."""
@@ -190,10 +224,11 @@ class Probe(View):
         h = self.square_um / 2
         return [(x - h, y - h, x + h, y + h) for x, y in self._xy[indices].tolist()]
 
-    @staticmethod
-    def _equal_aspect_hook(plot, element) -> None:
+    def _equal_aspect_hook(self, plot, element) -> None:
         """One µm is as long on x as on y whatever the plot's size: Bokeh's match_aspect,
-        which needs auto-ranging (DataRange1d) axes, fitted to the channels."""
+        which needs auto-ranging (DataRange1d) axes, fitted to the focus box only. A new focus
+        box re-zooms: changing ``default_span`` makes BokehJS drop the user's pan/zoom and
+        auto-range again (otherwise new data keeps it)."""
         fig = plot.state
         fig.toolbar.logo = None
         if not isinstance(fig.x_range, DataRange1d):
@@ -201,6 +236,33 @@ class Probe(View):
             fig.y_range = DataRange1d(range_padding=0.02)
         fig.match_aspect = True
         fig.aspect_scale = 1.0
+        if fig not in self._zoomed:  # the channels: static, drawn once, under the rest
+            squares = np.array(self._squares(np.arange(len(self._channel_ids))))
+            fig.quad(left=squares[:, 0], bottom=squares[:, 1], right=squares[:, 2],
+                     top=squares[:, 3], color=CHANNEL_COLOR, line_alpha=0, level="underlay")
+        focus = self._focus_renderers.get(fig)
+        if focus is not None and fig.y_range.renderers != [focus]:
+            fig.x_range.renderers = [focus]
+            fig.y_range.renderers = [focus]
+        if self._zoomed.get(fig, self._zoom) != self._zoom:
+            for rng in (fig.x_range, fig.y_range):
+                rng.default_span = 2.0 if rng.default_span != 2.0 else 2.0 + 1e-9
+        self._zoomed[fig] = self._zoom
+
+    @staticmethod
+    def _units_hook(plot, element) -> None:
+        """Map the points' colour, size and alpha to their data columns in Bokeh directly
+        (a HoloViews style mapping validates every value on every update: ~100 ms for 500
+        units), and draw selected points as the data says (no selection dimming)."""
+        renderer = plot.handles["glyph_renderer"]
+        renderer.glyph.update(fill_color=field("color"), line_color=field("line_color"),
+                              size=field("size"), fill_alpha=field("alpha"),
+                              line_alpha=field("alpha"))
+        renderer.selection_glyph = None
+        renderer.nonselection_glyph = None
+        for tool in plot.state.tools:  # tap and box-select pick units, nothing else
+            if isinstance(tool, (TapTool, BoxSelectTool)):
+                tool.renderers = [renderer]
 
     def _highlight_element(self, version=0):
         where = {c: i for i, c in enumerate(self._channel_ids.tolist())}
@@ -217,12 +279,19 @@ class Probe(View):
                                   "line_color"])
         selected = np.flatnonzero(self.frame["selected"].to_numpy()).tolist()
         return points.opts(
-            color="color", size="size", alpha="alpha", line_color="line_color",
-            selection_alpha="alpha", nonselection_alpha="alpha",
-            selection_color="color", nonselection_color="color",
-            tools=["hover", "tap", "box_select"], selected=selected,
+            tools=["hover", "tap", "box_select"], selected=selected, hooks=[self._units_hook],
             hover_tooltips=[("unit", "@unit_id"), ("label", "@label"),
                             ("depth (µm)", "@depth_um{0.0}"), ("x (µm)", "@x_um{0.0}")])
+
+    def _focus_element(self, version=0):
+        """An invisible box the axes fit (see :meth:`focus_box`)."""
+        box = self.focus_box_um or self.focus_box([])
+        return hv.Rectangles([box]).opts(alpha=0, line_alpha=0, hooks=[self._name_focus])
+
+    def _name_focus(self, plot, element) -> None:
+        renderer = plot.handles["glyph_renderer"]
+        renderer.name = FOCUS_NAME
+        self._focus_renderers[plot.state] = renderer
 
     def _info_html(self) -> str:
         units = self.selection.unit_ids

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -139,3 +141,87 @@ def test_no_geometry_a_clear_message():
     text = view._layout[1].object
     assert "No probe geometry" in text
     session.selection.unit_ids = [3]  # nothing to redraw, nothing raised
+
+
+def _figure(root):
+    """The Bokeh figure of a rendered view and its unit points' renderer."""
+    from bokeh.models import GlyphRenderer, Plot
+
+    fig = root.select_one({"type": Plot})
+    units = [r for r in fig.renderers if isinstance(r, GlyphRenderer)
+             and "unit_id" in r.data_source.data]
+    return fig, units[0]
+
+
+def test_selection_updates_the_same_figure_in_place():
+    async def run():
+        session = peak_channel_session()
+        view = Probe(session)
+        root = view.__panel__().get_root()
+        fig, units = _figure(root)
+        session.selection.unit_ids = [8]
+        await asyncio.sleep(0)
+        data = units.data_source.data
+        assert list(data["color"]) == [BACKGROUND_COLOR, PALETTE[0]] + [BACKGROUND_COLOR] * 3
+        assert units.data_source.selected.indices == [1]
+        session.selection.unit_ids = [23, 3]
+        await asyncio.sleep(0)
+        fig2, units2 = _figure(root)
+        assert fig2.id == fig.id and units2 is units  # no new figure, no new glyph
+        data = units.data_source.data
+        assert list(data["unit_id"]) == ["3", "8", "13", "18", "23"]
+        assert list(data["size"]) == [14.0, 7.0, 7.0, 7.0, 14.0]
+        assert list(data["color"]) == [PALETTE[1]] + [BACKGROUND_COLOR] * 3 + [PALETTE[0]]
+        assert sorted(units.data_source.selected.indices) == [0, 4]
+
+    asyncio.run(run())
+
+
+def tall_probe_session():
+    """64 rows 20 µm apart in one column (0..1260 µm); units at rows 2, 30 and 60."""
+    rng = np.random.default_rng(2)
+    unit_index = rng.integers(0, 3, 600).astype(np.int32)
+    sample_index = np.sort(rng.integers(0, int(10 * FS), 600))
+    ids = np.array([5, 6, 7])
+    table = pd.DataFrame({"peak_channel_id": [2, 30, 60]}, index=pd.Index(ids, name="unit_id"))
+    sorting = sv.Sorting.from_arrays(sample_index, unit_index, FS, unit_ids=ids,
+                                     unit_table=table, num_samples=int(10 * FS))
+    locations = np.column_stack([np.zeros(64), np.arange(64) * 20.0])
+    return sv.Session(sorting, channel_ids=np.arange(64), channel_locations_um=locations,
+                      cache_dir=None)
+
+
+def test_axes_fit_the_first_selected_unit_neighbourhood():
+    async def run():
+        session = tall_probe_session()
+        view = Probe(session)
+        fig, _ = _figure(view.__panel__().get_root())
+        half = view.square_um / 2  # squares 0.6 of the 20 µm pitch wide
+        assert half == pytest.approx(6.0)
+        whole = (-half, -half, half, 1260 + half)
+        assert view.focus_box_um == pytest.approx(whole)
+
+        def fitted():
+            (focus,) = fig.y_range.renderers
+            assert fig.x_range.renderers == [focus] and fig.match_aspect
+            d = focus.data_source.data
+            return (d["left"][0], d["bottom"][0], d["right"][0], d["top"][0])
+
+        assert fitted() == pytest.approx(whole)
+        span = fig.y_range.default_span
+        session.selection.unit_ids = [6]  # row 30: y = 600 µm
+        await asyncio.sleep(0)
+        assert fitted() == pytest.approx((-half, 300.0, half, 900.0))
+        assert fig.y_range.default_span != span  # BokehJS re-fits (drops user zoom)
+        span = fig.y_range.default_span
+        session.selection.unit_ids = [6, 7]  # same first unit: same box, no re-zoom
+        await asyncio.sleep(0)
+        assert fig.y_range.default_span == span
+        session.selection.unit_ids = [5]  # row 2: y = 40 µm, clipped at the probe's tip
+        await asyncio.sleep(0)
+        assert fitted() == pytest.approx((-half, -half, half, 340.0))
+        session.selection.unit_ids = []
+        await asyncio.sleep(0)
+        assert fitted() == pytest.approx(whole)
+
+    asyncio.run(run())
