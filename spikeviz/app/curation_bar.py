@@ -117,7 +117,8 @@ class CurationBar(pn.viewable.Viewer):
         self.undo_button.on_click(lambda e: self.undo())
         self.redo_button.on_click(lambda e: self.redo())
         self.status_pane = pn.pane.HTML("", stylesheets=[_CSS], sizing_mode="stretch_width",
-                                        margin=(0, 8), css_classes=["spikeviz-status-line"])
+                                        margin=(12, 8, 0, 8),
+                                        css_classes=["spikeviz-status-line"])
         self.log_pane = pn.pane.HTML("", stylesheets=[_CSS], sizing_mode="stretch_width",
                                      css_classes=["spikeviz-action-log"])
         path = curation.log_path

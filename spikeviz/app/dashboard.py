@@ -34,8 +34,8 @@ from .shortcuts import KEYMAP, KeyListener
 log = logging.getLogger(__name__)
 
 ACCENT = "#1f5f8b"
-LEFT_WIDTH = 470
-RIGHT_WIDTH = 450
+LEFT_WIDTH = 440
+RIGHT_WIDTH = 520
 BODY_MIN_HEIGHT = 760
 
 _CSS = """
@@ -105,7 +105,8 @@ class Dashboard(pn.viewable.Viewer):
             selection = Selection.for_session(session, curation=curation)
         super().__init__(session=session, selection=selection, curation=curation, **params)
         self.views: dict[str, object] = {}
-        first_tabs = {a: next(s.name for s in VIEWS if s.area == a) for a in ("centre", "right")}
+        first_tabs = {a: next((s.name for s in VIEWS if s.area == a), None)
+                      for a in ("centre", "right")}
         for spec in VIEWS:  # a view in a hidden tab starts inactive: no work until shown
             shown = spec.area not in first_tabs or first_tabs[spec.area] == spec.name
             view = make_view(spec, session, selection, curation, active=shown)

@@ -74,7 +74,6 @@ def warm_views(session: Session, num_units: int = 2) -> None:
 
     dashboard = Dashboard(session)
     try:
-        dashboard.__panel__().get_root()
         units = dashboard.curation.sorting.unit_ids[:num_units].tolist()
         if units:
             dashboard.selection.unit_ids = units
@@ -84,8 +83,17 @@ def warm_views(session: Session, num_units: int = 2) -> None:
                 refresh = getattr(view, "refresh", None)
                 if refresh is not None:
                     refresh()
-            except Exception:
-                log.warning("warming the %s view failed", name, exc_info=True)
+            except Exception as err:  # one line: the server still starts
+                log.warning("warming the %s view failed: %s: %s", name, type(err).__name__, err)
+                log.debug("warm-up failure", exc_info=True)
+        # render once, with data, after every change: plots are built but never updated
+        # (updating a rendered plot outside a server's event loop is not possible)
+        try:
+            dashboard.__panel__().get_root()
+        except Exception as err:
+            log.warning("rendering the warm-up dashboard failed: %s: %s", type(err).__name__,
+                        err)
+            log.debug("warm-up failure", exc_info=True)
     finally:
         dashboard.dispose()
 
