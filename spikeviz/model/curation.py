@@ -249,7 +249,10 @@ class Curation(SlotEngine, param.Parameterized):
         per-unit ordering of the curated sorting needed."""
         with self._lock:
             slot = self._slot(unit_id, "unit_id")
-            return np.flatnonzero(self._spike_slot == slot).astype(np.int64, copy=False)
+            if self._slots is None:  # no merge/split yet: the original unit's spikes
+                return np.asarray(self.original.spike_indices(self._slot_ids[slot]),
+                                  dtype=np.int64)
+            return np.flatnonzero(self._slots == slot).astype(np.int64, copy=False)
 
     def origin(self, unit_id) -> tuple[str, list]:
         """How a unit (current or not, ever made here) came to be: ``("original", [])``,

@@ -39,7 +39,7 @@ class SlotEngine:
         self._str_ids = ids.dtype.kind == "U"
         self._slot_ids: list = ids.tolist()
         self._slot_of = {id_key(u): i for i, u in enumerate(self._slot_ids)}
-        self._spike_slot = np.array(sorting.unit_index, dtype=np.int32)
+        self._slots = None  # the slot array, copied from unit_index on first merge/split
         self._alive: dict[int, None] = dict.fromkeys(range(len(self._slot_ids)))
         self._removed: set[int] = set()
         labels = sorting.labels.tolist()
@@ -50,6 +50,19 @@ class SlotEngine:
         self._kept_cache = None  # (frozenset removed slots, kept positions, sample_index, props)
         self._kept = None
         self._parents: dict[int, list[int]] = {}
+
+    @property
+    def _spike_slot(self) -> np.ndarray:
+        """Slot of every original spike (int32, writable). Made on first use (the first merge
+        or split): until then every spike's slot is its original unit index."""
+        if self._slots is None:
+            self._slots = np.array(self.original.unit_index, dtype=np.int32)
+        return self._slots
+
+    def _pristine(self) -> bool:
+        """True while every spike is in its original unit and nothing is removed."""
+        return not self._removed and len(self._alive) == self.original.num_units and \
+            all(a == i for i, a in enumerate(self._alive))
 
     # -- ids -----------------------------------------------------------------------------
     def _first_free_id(self, ids) -> int:
@@ -182,13 +195,20 @@ class SlotEngine:
 
     def _revert(self, record: tuple) -> None:
         positions, old, before = record
-        self._spike_slot[positions] = old
+        if positions.size:
+            self._spike_slot[positions] = old
         alive, removed, labels, tags, _ = before
         self._alive, self._removed, self._labels, self._tags = alive, removed, labels, tags
     # -- the curated sorting ------------------------------------------------------------
     def _build(self) -> Sorting:
         source = self.original
         alive = list(self._alive)
+        if self._pristine():  # the original spikes: share its arrays (and per-unit order)
+            self._kept = None
+            table = source.unit_table.copy()
+            table["label"] = [self._labels.get(s, "unsorted") for s in alive]
+            table["tags"] = [",".join(sorted(self._tags.get(s, ()))) for s in alive]
+            return source.with_unit_table(table)
         lut = np.full(len(self._slot_ids), -1, dtype=np.int32)
         lut[alive] = np.arange(len(alive), dtype=np.int32)
         unit_index = lut[self._spike_slot]

@@ -2,8 +2,9 @@
 
 A sorting is one time-sorted array of ``sample_index`` (int64) and a parallel array of
 ``unit_index`` (int32, a position in ``unit_ids``), plus a unit table (pandas DataFrame indexed
-by ``unit_id``). Per-unit trains are views into a unit-ordered copy built once, in O(n), on
-first use; offsets per unit are computed at construction.
+by ``unit_id``). The spike-vector positions of each unit come from a unit-ordered index
+(int32 per spike) built once, in O(n), on first use; per-unit trains are gathered through it;
+offsets per unit are computed at construction.
 """
 
 from __future__ import annotations
@@ -159,7 +160,6 @@ class Sorting(param.Parameterized):
         self._offsets = _readonly(unit_offsets(unit_index, unit_ids.size))
         self._position = {id_key(u): i for i, u in enumerate(unit_ids.tolist())}
         self._order = None
-        self._trains = None
         self._hash_box: dict[str, str] = {}  # shared by copies from _replace
         self._lock = threading.Lock()
         if self.num_samples is not None and sample_index.size and \
@@ -285,14 +285,13 @@ class Sorting(param.Parameterized):
 
     # -- per-unit access --------------------------------------------------------------------
     def _ensure_order(self) -> None:
-        if self._trains is not None:
+        if self._order is not None:
             return
         with self._lock:
-            if self._trains is None:
-                order, trains = order_by_unit(self._unit_index, self._sample_index,
-                                              np.asarray(self._offsets))
+            if self._order is None:
+                order, _ = order_by_unit(self._unit_index, self._sample_index,
+                                         np.asarray(self._offsets))
                 self._order = _readonly(order)
-                self._trains = _readonly(trains)
 
     def spike_indices(self, unit_id) -> np.ndarray:
         """Positions in the spike vector of the spikes of ``unit_id``, ascending (view)."""
@@ -302,13 +301,14 @@ class Sorting(param.Parameterized):
 
     def spike_train(self, unit_id, start_sample: int | None = None,
                     end_sample: int | None = None) -> np.ndarray:
-        """Spike times of ``unit_id`` in samples (int64, sorted, read-only view).
+        """Spike times of ``unit_id`` in samples (int64, sorted, read-only; gathered from the
+        spike vector in O(spikes of the unit): no per-unit copy of every time is kept).
 
         With ``start_sample``/``end_sample``, only spikes in [start_sample, end_sample).
         """
         i = self.unit_index_of(unit_id)
         self._ensure_order()
-        train = self._trains[self._offsets[i]:self._offsets[i + 1]]
+        train = _readonly(self._sample_index[self._order[self._offsets[i]:self._offsets[i + 1]]])
         if start_sample is not None or end_sample is not None:
             lo = 0 if start_sample is None else np.searchsorted(train, start_sample, "left")
             hi = train.size if end_sample is None else np.searchsorted(train, end_sample, "left")
@@ -355,7 +355,7 @@ class Sorting(param.Parameterized):
         values.update(params)
         param.Parameterized.__init__(new, **values)
         for name in ("_sample_index", "_unit_index", "_unit_ids", "_spike_properties",
-                     "_offsets", "_position", "_order", "_trains", "_hash_box"):
+                     "_offsets", "_position", "_order", "_hash_box"):
             setattr(new, name, getattr(self, name))
         new._lock = threading.Lock()
         return new

@@ -365,3 +365,32 @@ def test_si_import_labels_mode_split_and_bad_dicts():
         Curation.from_spikeinterface_curation(
             s, {"format_version": "2", "unit_ids": [0, 1, 2], "merges": [{"unit_ids": [0, 9]}]})
     assert error.value.field == "curation.unit_ids"
+
+
+def test_unchanged_curation_shares_the_original_arrays():
+    """Until a merge or split, the curated sorting shares the original spike arrays (no copy
+    of the 10 M-element vectors) and gives the same spikes as a fresh build."""
+    s = make_sorting(num_units=5, per_unit=40, seed=4, ids=[7, 3, 11, 2, 9])
+    c = Curation(s)
+    assert c.sorting.sample_index.base is s.sample_index.base or \
+        np.shares_memory(c.sorting.sample_index, s.sample_index)
+    assert np.shares_memory(c.sorting.unit_index, s.unit_index) and c._slots is None
+    c.label([3], "good")
+    c.tag([9], "x")
+    assert np.shares_memory(c.sorting.unit_index, s.unit_index) and c._slots is None
+    for u in s.unit_ids.tolist():
+        np.testing.assert_array_equal(c.original_spike_indices(u), s.spike_indices(u))
+    assert c.sorting.unit_table.loc[3, "label"] == "good"
+    assert c.sorting.unit_table.loc[9, "tags"] == "x"
+    before = trains(c.sorting)
+    new = c.merge([7, 2])
+    assert c._slots is not None and not np.shares_memory(c.sorting.unit_index, s.unit_index)
+    np.testing.assert_array_equal(c.original_spike_indices(new), np.sort(np.concatenate(
+        [s.spike_indices(7), s.spike_indices(2)])))
+    c.undo()
+    assert np.shares_memory(c.sorting.unit_index, s.unit_index)
+    assert trains(c.sorting) == before
+    c.remove([11])
+    assert c.sorting.num_spikes == s.num_spikes - s.spike_counts()[11]
+    c.undo()
+    assert trains(c.sorting) == before and c.sorting.unit_table.loc[3, "label"] == "good"
