@@ -160,7 +160,7 @@ class Sorting(param.Parameterized):
         self._offsets = _readonly(unit_offsets(unit_index, unit_ids.size))
         self._position = {id_key(u): i for i, u in enumerate(unit_ids.tolist())}
         self._order = None
-        self._hash_box: dict[str, str] = {}  # shared by copies from _replace
+        self._hash_box: dict = {}  # hashes and unit order, shared by copies from _replace
         self._lock = threading.Lock()
         if self.num_samples is not None and sample_index.size and \
                 int(sample_index[-1]) >= self.num_samples:
@@ -288,10 +288,13 @@ class Sorting(param.Parameterized):
         if self._order is not None:
             return
         with self._lock:
-            if self._order is None:
+            # shared with the Sortings made by ``with_*`` (same spikes): built once for all
+            shared = self._hash_box.get("order")
+            if shared is None:
                 order, _ = order_by_unit(self._unit_index, self._sample_index,
                                          np.asarray(self._offsets))
-                self._order = _readonly(order)
+                shared = self._hash_box.setdefault("order", _readonly(order))
+            self._order = shared
 
     def spike_indices(self, unit_id) -> np.ndarray:
         """Positions in the spike vector of the spikes of ``unit_id``, ascending (view)."""

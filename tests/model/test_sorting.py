@@ -144,3 +144,13 @@ def test_large_ids_fall_back_to_unique():
     s = sv.Sorting.from_unit_ids([1, 2, 3], ids, 10.0)
     assert list(s.unit_ids) == [3, 10**12]
     np.testing.assert_array_equal(s.spike_train(10**12), [1, 3])
+
+
+def test_copies_share_one_unit_order(rng):
+    times, units = random_spikes(rng, 200, 4)
+    s = sv.Sorting.from_arrays(times, units, 1000.0)
+    copy = s.with_num_samples(int(times.max()) + 1)  # made before any order exists
+    for u in s.unit_ids.tolist():
+        np.testing.assert_array_equal(copy.spike_indices(u), np.flatnonzero(s.unit_index == u))
+        np.testing.assert_array_equal(copy.spike_train(u), s.sample_index[s.unit_index == u])
+    assert s.spike_indices(0).base is copy.spike_indices(0).base
