@@ -151,8 +151,7 @@ class CurationBar(pn.viewable.Viewer):
         units = self._units("label")
         if units is None:
             return None
-        return self._act(lambda: self.curation.label(units, label),
-                         f"labelled {_ids(units)} {label}")
+        return self._apply(lambda: self.curation.label(units, label), select="same")
 
     def tag(self, tags: str | list[str] | None = None) -> str | None:
         """Tag the selected units with ``tags`` (default: the comma-separated tag input)."""
@@ -163,11 +162,10 @@ class CurationBar(pn.viewable.Viewer):
             text = self.tag_input.value_input or self.tag_input.value or ""
             tags = [t.strip() for t in text.split(",") if t.strip()]
         elif isinstance(tags, str):
-            tags = [tags]
+            tags = [t.strip() for t in tags.split(",") if t.strip()]
         if not tags:
             return self._refuse("type a tag first")
-        message = self._act(lambda: self.curation.tag(units, tags),
-                            f"tagged {_ids(units)} {', '.join(tags)}")
+        message = self._apply(lambda: self.curation.tag(units, tags), select="same")
         if message is not None:
             self.tag_input.param.update(value="", value_input="")
         return message
@@ -177,17 +175,7 @@ class CurationBar(pn.viewable.Viewer):
         units = list(self.selection.unit_ids)
         if len(units) < 2:
             return self._refuse("select two or more units to merge")
-        result = {}
-
-        def run():
-            result["new"] = self.curation.merge(units)
-
-        message = self._act(run, None)
-        if message is None:
-            return None
-        new = result["new"]
-        self._select([new])
-        return self._say(f"merged {'+'.join(str(u) for u in units)} → {new}")
+        return self._apply(lambda: self.curation.merge(units))
 
     def split(self) -> str | None:
         """Split the selected spikes off the one selected unit; both parts are selected."""
@@ -196,41 +184,61 @@ class CurationBar(pn.viewable.Viewer):
             return self._refuse(reason)
         unit = self.selection.unit_ids[0]
         positions = self._unit_spikes(unit)
-        result = {}
-
-        def run():
-            result["new"] = self.curation.split(unit, positions)
-
-        if self._act(run, None) is None:
-            return None
-        picked, rest = result["new"]
-        self._select([picked, rest])
-        return self._say(f"split {unit} → {picked} ({positions.size:,} spikes), {rest}")
+        return self._apply(lambda: self.curation.split(unit, positions),
+                           detail=f" ({positions.size:,} spikes split off)")
 
     def remove(self) -> str | None:
         """Remove the selected units (undo brings them back)."""
         units = self._units("remove")
         if units is None:
             return None
-        return self._act(lambda: self.curation.remove(units), f"removed {_ids(units)}")
+        return self._apply(lambda: self.curation.remove(units))
 
     def undo(self) -> str | None:
+        """Undo the last action; the units it brings back are selected."""
         if not self.curation.can_undo:
             return self._refuse("nothing to undo")
-        if self._act(self.curation.undo, None) is None:
-            return None
-        undone = self.curation.undone_actions[0]
-        self._select(units_before(undone))
-        return self._say(f"undid: {describe(undone)}")
+        return self._apply(self.curation.undo, undo=True)
 
     def redo(self) -> str | None:
+        """Redo the last undone action; the units it leaves are selected."""
         if not self.curation.can_redo:
             return self._refuse("nothing to redo")
-        if self._act(self.curation.redo, None) is None:
-            return None
-        done = self.curation.actions[-1]
-        self._select(units_after(done))
-        return self._say(f"redid: {describe(done)}")
+        return self._apply(self.curation.redo, prefix="redid: ")
+
+    def _apply(self, fn, select: str = "after", undo: bool = False, detail: str = "",
+               prefix: str = ""):
+        """Run a curation action; say what it did, select its units; None if refused.
+
+        An error raised before the curation changed is a refusal (status + notification). An
+        error raised after it changed comes from something following the curation (a view):
+        the action stands, so it is reported, and the selection still moves on.
+        """
+        before = self.curation.sorting
+        selected = list(self.selection.unit_ids)
+        follower_error = None
+        try:
+            fn()
+        except Exception as err:  # never a traceback in the page
+            if self.curation.sorting is before:
+                if not isinstance(err, SpikevizError):
+                    log.exception("curation action failed")
+                return self._refuse(_text(err))
+            log.exception("the curation changed but something following it failed")
+            follower_error = err
+        if undo:
+            action = self.curation.undone_actions[0]
+            message, units = f"undid: {describe(action)}", units_before(action)
+        else:
+            action = self.curation.actions[-1]
+            message = prefix + describe(action) + detail
+            units = selected if select == "same" else units_after(action)
+        self._select(units)
+        self._say(message)
+        if follower_error is not None:
+            notify(f"{message}, but a view failed to update: {_text(follower_error)}",
+                   "error", duration=10000)
+        return message
 
     # -- state -----------------------------------------------------------------------------
     def split_refusal(self) -> str:
@@ -327,19 +335,6 @@ class CurationBar(pn.viewable.Viewer):
         except SpikevizError:
             log.debug("could not select %r", unit_ids, exc_info=True)
 
-    def _act(self, fn, message: str | None):
-        """Run a curation action; its message (or '' when ``message`` is None) or None."""
-        try:
-            fn()
-        except SpikevizError as err:
-            self._refuse(str(err))
-            return None
-        except Exception as err:  # never a traceback in the page
-            log.exception("curation action failed")
-            self._refuse(f"{type(err).__name__}: {err}")
-            return None
-        return "" if message is None else self._say(message)
-
     def _say(self, message: str) -> str:
         self.param.update(status=message, status_is_error=False)
         return message
@@ -357,6 +352,10 @@ class CurationBar(pn.viewable.Viewer):
             except (ValueError, KeyError):
                 pass
         self._watchers.clear()
+
+
+def _text(err: Exception) -> str:
+    return str(err) if isinstance(err, SpikevizError) else f"{type(err).__name__}: {err}"
 
 
 def notify(message: str, kind: str = "info", duration: int = 6000) -> None:

@@ -122,6 +122,7 @@ def test_merge_through_the_toolbar_changes_the_sorting_and_the_views(dashboard, 
     dashboard.bar.redo_button.clicks += 1
     assert counts(dashboard.curation.sorting) == after
     assert dashboard.selection.unit_ids == [new]
+    assert dashboard.bar.status == f"redid: merged 12+13 → {new}"
 
 
 def test_label_tag_remove(dashboard):
@@ -154,7 +155,7 @@ def test_split_the_selected_spikes(dashboard):
     assert not dashboard.bar.split_button.disabled
     message = dashboard.handle_key("k")
     first, rest = dashboard.selection.unit_ids
-    assert message == f"split 11 → {first} ({chosen.size:,} spikes), {rest}"
+    assert message == f"split 11 → {first}, {rest} ({chosen.size:,} spikes split off)"
     new = curation.sorting
     assert 11 not in new.unit_ids
     assert new.spike_indices(first).size == chosen.size
@@ -295,6 +296,27 @@ def test_dispose_removes_the_watchers(session):
     status = board.bar.log_pane.object
     curation.label([10], "good")
     assert board.bar.log_pane.object == status
+
+
+def test_an_action_stands_when_a_view_fails_to_follow_it(dashboard, monkeypatch):
+    """A failing follower of the curation does not turn a done action into a refusal."""
+    notes = []
+    monkeypatch.setattr("spikeviz.app.curation_bar.notify",
+                        lambda message, kind="info", duration=0: notes.append((kind, message)))
+
+    def broken(event):
+        raise RuntimeError("a view is broken")
+
+    watcher = dashboard.curation.param.watch(broken, ["sorting"])
+    try:
+        dashboard.selection.unit_ids = [10, 11]
+        message = dashboard.bar.merge()
+    finally:
+        dashboard.curation.param.unwatch(watcher)
+    new = dashboard.curation.actions[-1]["new_unit_id"]
+    assert message == f"merged 10+11 → {new}" and not dashboard.bar.status_is_error
+    assert dashboard.selection.unit_ids == [new]
+    assert notes and notes[-1][0] == "error" and "a view is broken" in notes[-1][1]
 
 
 def test_describe():

@@ -1,10 +1,12 @@
 """The demo dashboard in a real browser: a server subprocess, Playwright, Debian's Chromium.
 
 Starts the server on a free 127.0.0.1 port, waits for it, loads the page, checks the unit table
-and the raster render, clicks a unit row and sees the raster highlight it, taps the raster and
-sees the table follow, checks that a second browser session has its own selection, that no
-console error (other than web fonts the offline machine cannot fetch) and no traceback shows
-up, saves test-artifacts/demo.png, and stops the server with SIGTERM (it must exit cleanly).
+and (in its tab) the raster render, clicks a unit row and sees the raster highlight it, taps the
+raster and sees the table follow; curates with the keyboard (label, undo, merge, redo) and sees
+the table and the status line follow; checks that a second browser session has its own
+selection but sees the shared curation, that no console error (other than web fonts the
+offline machine cannot fetch) and no traceback shows up, saves test-artifacts/demo*.png, and
+stops the server with SIGTERM (it must exit cleanly).
 """
 
 from __future__ import annotations
@@ -132,6 +134,62 @@ def _unexpected(messages: list[tuple[str, str, str]], host: str) -> list:
     return bad
 
 
+def _unit_ids(rows) -> list[str]:
+    return [t.strip() for t in rows.locator('[tabulator-field="unit_id"]').all_inner_texts()]
+
+
+def _merged_unit(page) -> str:
+    text = page.locator(".spikeviz-status").inner_text()
+    return text.split("→", 1)[1].split()[0].strip()
+
+
+def _curate_with_the_keyboard(page, rows, expect) -> None:
+    """Label noise, undo, merge two units, undo, redo — through the keyboard only."""
+    page.mouse.click(5, 5)  # focus the page, not an input
+    row = rows.nth(1)
+    unit = row.locator('[tabulator-field="unit_id"]').inner_text().strip()
+    label = row.locator('[tabulator-field="label"]').inner_text().strip()
+    row.click()
+    page.keyboard.press("n")
+    status = page.locator(".spikeviz-status")
+    expect(status).to_contain_text(f"labelled {unit} noise", timeout=30_000)
+    cell = page.locator(".spikeviz-unit-table .tabulator-row").filter(
+        has=page.locator(f'[tabulator-field="unit_id"]:text-is("{unit}")')).locator(
+        '[tabulator-field="label"]')
+    expect(cell).to_have_text("noise", timeout=30_000)
+    page.keyboard.press("Control+z")
+    expect(status).to_contain_text(f"undid: labelled {unit} noise", timeout=30_000)
+    expect(cell).to_have_text(label, timeout=30_000)
+
+    # merge two units with Shift+M: one row fewer, the new unit selected
+    before = _unit_ids(rows)
+    a, b = before[2], before[3]
+    rows.nth(2).click()
+    rows.nth(3).click(modifiers=["Control"])
+    expect(page.locator(".spikeviz-selected")).to_contain_text("2 units", timeout=30_000)
+    page.keyboard.press("Shift+M")
+    expect(status).to_contain_text(f"merged {a}+{b} → ", timeout=30_000)
+    merged = _merged_unit(page)
+    deadline = time.monotonic() + 30
+    while len(_unit_ids(rows)) != len(before) - 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    after = _unit_ids(rows)
+    assert len(after) == len(before) - 1 and a not in after and b not in after
+    assert merged in after
+    expect(page.locator(".spikeviz-selected")).to_contain_text(f"Selected: unit {merged}",
+                                                               timeout=30_000)
+    page.keyboard.press("Control+z")
+    expect(status).to_contain_text(f"undid: merged {a}+{b}", timeout=30_000)
+    page.keyboard.press("Control+Shift+z")
+    expect(status).to_contain_text(f"redid: merged {a}+{b} → {merged}", timeout=30_000)
+    page.keyboard.press("?")
+    expect(page.locator(".spikeviz-help")).to_contain_text("Keyboard shortcuts",
+                                                            timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo-curated.png"))
+    page.keyboard.press("?")
+
+
 def test_demo_dashboard_in_chromium(server):
     from playwright.sync_api import expect, sync_playwright
 
@@ -148,8 +206,9 @@ def test_demo_dashboard_in_chromium(server):
                 ("requestfailed", f"{r.failure}", r.url)))
             page.goto(server.url, timeout=60_000)
 
-            rows = page.locator(".tabulator-row")
+            rows = page.locator(".spikeviz-unit-table .tabulator-row")
             expect(rows.first).to_be_visible(timeout=60_000)
+            page.locator(".bk-tab:text-is(\"Raster\")").click()
             raster = page.locator(".spikeviz-raster")
             expect(raster.locator("canvas").first).to_be_visible(timeout=60_000)
             info = page.locator(".spikeviz-selected")
@@ -189,7 +248,7 @@ def test_demo_dashboard_in_chromium(server):
             expect(info).not_to_contain_text(f"Selected: unit {unit} ", timeout=30_000)
             expect(info).to_contain_text("Selected: unit ", timeout=30_000)
             tapped = info.inner_text().split("Selected: unit ", 1)[1].split()[0]
-            selected_row = page.locator(".tabulator-row.tabulator-selected")
+            selected_row = page.locator(".spikeviz-unit-table .tabulator-row.tabulator-selected")
             expect(selected_row).to_have_count(1, timeout=30_000)
             expect(selected_row.locator('[tabulator-field="unit_id"]')).to_have_text(tapped)
             deadline = time.monotonic() + 30
@@ -200,11 +259,29 @@ def test_demo_dashboard_in_chromium(server):
             assert abs(moved_y - tap_y) <= 40, \
                 f"the highlight is at y={moved_y:.0f} px, not on the tapped row (y={tap_y:.0f})"
 
-            # another browser session has its own selection
-            other = browser.new_page(viewport={"width": 1200, "height": 800})
+            _curate_with_the_keyboard(page, rows, expect)
+
+            # another browser session has its own selection but the same curation
+            merged = _merged_unit(page)
+            other = browser.new_page(viewport={"width": 1400, "height": 850})
+            other.on("pageerror", lambda e: messages.append(("pageerror", str(e), "")))
             other.goto(server.url, timeout=60_000)
-            expect(other.locator(".tabulator-row").first).to_be_visible(timeout=60_000)
-            expect(other.locator(".spikeviz-selected")).to_contain_text("Selected: none")
+            other_rows = other.locator(".spikeviz-unit-table .tabulator-row")
+            expect(other_rows.first).to_be_visible(timeout=60_000)
+            other.locator(".bk-tab:text-is(\"Raster\")").click()
+            expect(other.locator(".spikeviz-selected")).to_contain_text("Selected: none",
+                                                                        timeout=30_000)
+            assert merged in _unit_ids(other_rows)
+            # an action in one page reaches the other page's table
+            page.keyboard.press("Control+z")
+            expect(page.locator(".spikeviz-status")).to_contain_text("undid: merged",
+                                                                     timeout=30_000)
+            deadline = time.monotonic() + 30
+            while merged in _unit_ids(other_rows) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert merged not in _unit_ids(other_rows), "the other page missed the undo"
+            ARTIFACTS.mkdir(exist_ok=True)
+            other.screenshot(path=str(ARTIFACTS / "demo-second-page.png"))
             other.close()
 
             assert page.locator("text=Traceback").count() == 0
