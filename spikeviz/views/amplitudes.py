@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..model.sorting import Sorting
-from .lasso import LassoScatter, SpikeCloud, make_cloud
+from .lasso import LassoScatter
+from .scatter import SpikeCloud, make_cloud
 
 #: ``Sorting.spike_properties`` entry holding a per-spike amplitude (Phy's amplitudes.npy).
 AMPLITUDES_PROPERTY = "amplitudes"

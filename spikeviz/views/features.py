@@ -20,7 +20,8 @@ import panel as pn
 import param
 
 from ..errors import InputError
-from .lasso import LassoScatter, SpikeCloud, make_cloud
+from .lasso import LassoScatter
+from .scatter import SpikeCloud, make_cloud
 
 NO_RECORDING = ("No features: PCA features are computed from each spike's waveform, and this "
                 "session has no recording.")

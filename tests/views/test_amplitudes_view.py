@@ -3,6 +3,8 @@ selected units, positions in the curated spike vector, drawn counts, time window
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -213,3 +215,44 @@ def test_recording_amplitudes_in_uv():
     assert np.allclose(view.amplitudes, amplitudes)
     times_s = session.sorting.sample_index[positions] / gt.sampling_frequency
     assert np.allclose(view.cloud.x, times_s)
+
+
+def _figure(root):
+    """The Bokeh figure of a rendered view and the renderer of its spikes image (RGBA)."""
+    from bokeh.models import GlyphRenderer, ImageRGBA, Plot
+
+    fig = root.select_one({"type": Plot})
+    (spikes,) = [r for r in fig.renderers
+                 if isinstance(r, GlyphRenderer) and isinstance(r.glyph, ImageRGBA)]
+    return fig, spikes
+
+
+def test_unit_click_updates_the_same_figure_in_place():
+    session = make_session(num_spikes=20_000)
+    view = Amplitudes(session)
+    sorting = session.sorting
+    amps = sorting.spike_properties["amplitudes"]
+
+    def padded(values):  # the y range: the amplitudes' extent padded by 3 % each side
+        lo, hi = values.min(), values.max()
+        return (lo - 0.03 * (hi - lo), hi + 0.03 * (hi - lo))
+
+    async def run():
+        root = view.__panel__().get_root()
+        fig, spikes = _figure(root)
+        session.selection.unit_ids = [int(IDS[1])]
+        await asyncio.sleep(0)
+        first = np.array(spikes.data_source.data["image"][0])
+        assert first.any()  # drawn
+        assert (fig.y_range.start, fig.y_range.end) == pytest.approx(
+            padded(amps[sorting.unit_index == 1]))
+        session.selection.unit_ids = [int(IDS[6])]
+        await asyncio.sleep(0)
+        fig2, spikes2 = _figure(root)
+        assert fig2.id == fig.id and spikes2 is spikes  # no new figure, no new glyph
+        assert not np.array_equal(np.array(spikes.data_source.data["image"][0]), first)
+        assert (fig.y_range.start, fig.y_range.end) == pytest.approx(
+            padded(amps[sorting.unit_index == 6]))
+        assert (fig.x_range.start, fig.x_range.end) == pytest.approx((0.0, DURATION_S))
+
+    asyncio.run(run())

@@ -3,6 +3,8 @@ selected units, background never selected, curated positions, drawn counts, defe
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -149,3 +151,56 @@ def test_no_recording_message(gt):
     assert view.select_polygon([(0, 0), (1, 0), (0, 1)]).size == 0
     view.render()
     assert view.counts.size == 0
+
+
+def test_unit_click_updates_the_same_figure_in_place(gt):
+    from bokeh.models import GlyphRenderer, ImageRGBA, Plot
+
+    session = make_session(gt)
+    view = Features(session, max_background_spikes=40)
+    units = session.sorting.spike_counts().sort_values().index[-2:].tolist()
+
+    async def run():
+        root = view.__panel__().get_root()
+        fig = root.select_one({"type": Plot})
+        (spikes,) = [r for r in fig.renderers
+                     if isinstance(r, GlyphRenderer) and isinstance(r.glyph, ImageRGBA)]
+        session.selection.unit_ids = [units[0]]
+        await asyncio.sleep(0)
+        first = np.array(spikes.data_source.data["image"][0])
+        x0 = view.features[:, 0]
+        session.selection.unit_ids = [units[1]]
+        await asyncio.sleep(0)
+        assert root.select_one({"type": Plot}).id == fig.id  # same figure, same glyph
+        assert spikes in fig.renderers
+        assert not np.array_equal(np.array(spikes.data_source.data["image"][0]), first)
+        # the axes follow the new unit's PC1 / PC2 extent (3 % padding), with the
+        # background spikes drawn in grey behind
+        positions, features, _ = session.curated.spike_features(
+            [units[1], *view.background_unit_ids], view.n_components)
+        sorting = session.sorting
+        shown = sorting.unit_index[positions] == sorting.unit_index_of(units[1])
+        drawn_background = view.cloud.background[0]  # a 40-spike subsample of the others
+        assert drawn_background.size == 40
+        assert np.isin(drawn_background, features[~shown, 0]).all()
+        x = np.concatenate([features[shown, 0], drawn_background])
+        pad = 0.03 * (x.max() - x.min())
+        assert (fig.x_range.start, fig.x_range.end) == pytest.approx(
+            (x.min() - pad, x.max() + pad), rel=1e-5)
+        assert not np.array_equal(x0, view.features[:, 0])
+
+    asyncio.run(run())
+
+
+def test_nothing_rasterized_without_data(gt, monkeypatch):
+    from spikeviz.views.lasso import LassoScatter
+
+    def boom(*args):
+        raise AssertionError("datashader called with nothing to draw")
+
+    monkeypatch.setattr(LassoScatter, "_canvas", staticmethod(boom))
+    session = make_session(gt, recording=False)
+    view = Features(session)
+    session.selection.unit_ids = [int(session.sorting.unit_ids[0])]
+    view.render(width=30, height=20)
+    assert view.counts.shape == (20, 30, 0) and view.background_counts.sum() == 0
