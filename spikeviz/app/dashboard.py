@@ -104,6 +104,9 @@ class Dashboard(pn.viewable.Viewer):
         if selection is None:
             selection = Selection.for_session(session, curation=curation)
         super().__init__(session=session, selection=selection, curation=curation, **params)
+        # the toolbar follows the selection and the curation before any view does, so that a
+        # view failing in its callback cannot leave the buttons stale
+        self.bar = CurationBar(curation, selection)
         self.views: dict[str, object] = {}
         first_tabs = {a: next((s.name for s in VIEWS if s.area == a), None)
                       for a in ("centre", "right")}
@@ -113,7 +116,6 @@ class Dashboard(pn.viewable.Viewer):
             setattr(self, spec.name, view)
             if view is not None:
                 self.views[spec.name] = view
-        self.bar = CurationBar(curation, selection)
         self.help = help_panel()
         self.keys = KeyListener(on_key=self.handle_key)
         self.export = _export_panel(session, curation, self.views)
