@@ -153,9 +153,7 @@ def _curate_with_the_keyboard(page, rows, expect) -> None:
     page.keyboard.press("n")
     status = page.locator(".spikeviz-status")
     expect(status).to_contain_text(f"labelled {unit} noise", timeout=30_000)
-    cell = page.locator(".spikeviz-unit-table .tabulator-row").filter(
-        has=page.locator(f'[tabulator-field="unit_id"]:text-is("{unit}")')).locator(
-        '[tabulator-field="label"]')
+    cell = rows.nth(_unit_ids(rows).index(unit)).locator('[tabulator-field="label"]')
     expect(cell).to_have_text("noise", timeout=30_000)
     page.keyboard.press("Control+z")
     expect(status).to_contain_text(f"undid: labelled {unit} noise", timeout=30_000)
