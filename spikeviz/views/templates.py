@@ -13,11 +13,13 @@ distance between channels and ``peak_uv`` the largest |template| value of the sh
 the shown channels: at scale 1 the largest deflection spans one row pitch.
 
 Channels shown: the ``num_channels`` channels nearest to the first selected unit's peak channel
-(distance on the probe; without geometry its largest channels, stacked in id order). Every unit
-is one ``hv.Path`` (its channels joined with NaN separators), its std band one
-``hv.Polygons``, its sample snippets one ``hv.Path``, its density one ``hv.Image`` (a 2-D
-histogram of snippet samples on the layout's lattice: one column per sample position, bins
-``pitch_y / 25`` µm tall) — never one renderer per channel.
+(distance on the probe; without geometry its largest channels, stacked in id order). In modes
+'mean' and 'mean+samples' the plot has the same layers whatever the units (every unit's std
+bands in one ``hv.Polygons``, sample snippets and means in one ``hv.Contours`` each, a unit's
+channels joined with NaN separators, its colour a column): a new selection only updates the
+data of the same Bokeh figure. 'density' adds one ``hv.Image`` per unit (a 2-D histogram of
+snippet samples on the layout's lattice: one column per sample position, bins ``pitch_y / 25``
+µm tall) and is redrawn — never one renderer per channel.
 
 Templates come from ``results.templates`` (µV, with std); without a recording, from KiloSort's
 templates in ``session.results['kilosort_templates']`` (each unit its dominant template by the
@@ -37,10 +39,12 @@ import param
 from ..model.depth import TEMPLATE_INDEX_PROPERTY
 from ..model.waveforms import Templates
 from .base import View
-from .colors import unit_color
+from .colors import PALETTE, unit_color
 
 MODES = ["mean", "mean+samples", "density"]
 _SPAN = 0.85  # fraction of the column pitch a snippet spans at most
+
+Version = hv.streams.Stream.define("Version", version=0)
 
 
 def _tint(color: str, amount: float = 0.8) -> str:
@@ -196,7 +200,9 @@ class TemplatesView(View):
         self.figure = TemplatesFigure(unit_ids=[])
         self.renders = 0
         self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
-        self._pane = pn.pane.HoloViews(None, sizing_mode="stretch_both",
+        self._version = Version()
+        self._dmap = hv.DynamicMap(self._elements, streams=[self._version])
+        self._pane = pn.pane.HoloViews(self._dmap, sizing_mode="stretch_both",
                                        min_height=self.min_height)
         self._controls = pn.Row(
             pn.widgets.RadioButtonGroup.from_param(self.param.mode, color="default"),
@@ -225,7 +231,12 @@ class TemplatesView(View):
         self.renders += 1
         self.figure = self.compute_figure(list(self.selection.unit_ids))
         self._info.object = self._info_html()
-        self._pane.object = self._plot()
+        if self.mode == "density":  # one image per unit: a new plot
+            self._pane.object = self._plot()
+            return
+        if self._pane.object is not self._dmap:
+            self._pane.object = self._dmap
+        self._version.event(version=self._version.version + 1)
 
     # -- data -----------------------------------------------------------------------------------
     def _templates(self, unit_ids) -> tuple[Templates | None, list, str]:
@@ -353,38 +364,64 @@ class TemplatesView(View):
             parts.append(f"<i>{html.escape(fig.message)}</i>")
         return " &middot; ".join(parts)
 
-    def _plot(self):
+    def _elements(self, version=0):
+        """Modes 'mean' and 'mean+samples': always the same layers (std bands, samples,
+        means, channel labels, a message) whatever the units, so a new selection only updates
+        the data of the same Bokeh glyphs. One element per layer holds every unit (a colour
+        column), each unit's channels joined with NaN separators."""
         fig, lay = self.figure, self.figure.layout
+        kdims = ["x_um", "y_um"]
+
+        def slot(unit_id) -> float:  # the unit's colour: PALETTE[slot]
+            return float(PALETTE.index(unit_color(unit_id, fig.unit_ids)))
+
+        def lines(items):
+            return [{"x_um": x, "y_um": y, "slot": slot(u)} for u, x, y in items]
+
+        bands = hv.Polygons(lines((u, x, y) for u, polygons in fig.bands.items()
+                                  for x, y in polygons), kdims=kdims, vdims=["slot"])
+        samples = hv.Contours(lines((u, *xy) for u, xy in fig.samples.items()),
+                              kdims=kdims, vdims=["slot"])
+        curves = hv.Contours(lines((u, *xy) for u, xy in fig.curves.items()),
+                             kdims=kdims, vdims=["slot"])
+        colors = {"color": "slot", "cmap": list(PALETTE), "colorbar": False,
+                  "clim": (-0.5, len(PALETTE) - 0.5), "framewise": True}
         if lay is None:
-            return hv.Text(0, 0, fig.message or "Nothing to show").opts(
-                xaxis=None, yaxis=None, toolbar=None, responsive=True,
-                min_height=self.min_height)
-        layers = []
+            labels = hv.Labels(([], [], []), kdims=kdims, vdims="channel")
+            message = hv.Text(0, 0, fig.message or "Nothing to show")
+        else:
+            half = (lay.num_samples - 1) / 2 * lay.um_per_sample
+            labels = hv.Labels((lay.xy_um[:, 0] - half, lay.xy_um[:, 1],
+                                [str(c) for c in lay.channel_ids.tolist()]),
+                               kdims=kdims, vdims="channel")
+            message = hv.Text(float(lay.xy_um[:, 0].mean()), float(lay.xy_um[:, 1].mean()), "")
+        return hv.Overlay([
+            bands.opts(alpha=0.25, line_alpha=0, **colors),
+            samples.opts(alpha=0.25, line_width=0.6, **colors),
+            curves.opts(line_width=1.6, **colors),
+            labels.opts(text_align="right", text_font_size="8pt", text_color="#777",
+                        xoffset=-1, framewise=True),
+            message.opts(text_color="#777", framewise=True),
+        ]).opts(self._overlay_opts())
+
+    def _plot(self):
+        """Mode 'density': one image per unit under the layers of :meth:`_elements` (means
+        thicker); a new plot each time."""
+        fig = self.figure
+        images = []
         for unit_id, (counts, xe, ye) in fig.density.items():
             z = counts.astype(np.float32)
             z[z == 0] = np.nan
             xc, yc = (xe[:-1] + xe[1:]) / 2, (ye[:-1] + ye[1:]) / 2
             color = unit_color(unit_id, fig.unit_ids)
-            layers.append(hv.Image((xc, yc, z), kdims=["x_um", "y_um"], vdims="snippets").opts(
+            images.append(hv.Image((xc, yc, z), kdims=["x_um", "y_um"], vdims="snippets").opts(
                 cmap=[_tint(color), color], cnorm="eq_hist",
                 alpha=0.9 if len(fig.density) == 1 else 0.6))
-        for unit_id, polygons in fig.bands.items():
-            layers.append(hv.Polygons([{"x_um": x, "y_um": y} for x, y in polygons],
-                                      kdims=["x_um", "y_um"]).opts(
-                color=unit_color(unit_id, fig.unit_ids), alpha=0.25, line_alpha=0))
-        for unit_id, (x, y) in fig.samples.items():
-            layers.append(hv.Path((x, y), kdims=["x_um", "y_um"]).opts(
-                color=unit_color(unit_id, fig.unit_ids), alpha=0.25, line_width=0.6))
-        for unit_id, (x, y) in fig.curves.items():
-            layers.append(hv.Path((x, y), kdims=["x_um", "y_um"], label=str(unit_id)).opts(
-                color=unit_color(unit_id, fig.unit_ids), line_width=2 if fig.density else 1.6))
-        half = (lay.num_samples - 1) / 2 * lay.um_per_sample
-        labels = hv.Labels((lay.xy_um[:, 0] - half, lay.xy_um[:, 1],
-                            [str(c) for c in lay.channel_ids.tolist()]),
-                           kdims=["x_um", "y_um"], vdims="channel").opts(
-            text_align="right", text_font_size="8pt", text_color="#777", xoffset=-1)
-        layers.append(labels)
-        return hv.Overlay(layers).opts(
-            hv.opts.Overlay(responsive=True, min_height=self.min_height, show_legend=True,
-                            xlabel="x (µm)", ylabel="y (µm)", toolbar="above",
-                            active_tools=["wheel_zoom"], show_grid=False))
+        layers = list(self._elements())
+        layers[2] = layers[2].opts(line_width=2, clone=True)
+        return hv.Overlay(images + layers).opts(self._overlay_opts())
+
+    def _overlay_opts(self):
+        return hv.opts.Overlay(responsive=True, min_height=self.min_height, show_legend=False,
+                               xlabel="x (µm)", ylabel="y (µm)", toolbar="above",
+                               active_tools=["wheel_zoom"], show_grid=False)

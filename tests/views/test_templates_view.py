@@ -10,6 +10,7 @@ import spikeviz as sv
 from spikeviz import datasets
 from spikeviz.model.selection import Selection
 from spikeviz.model.waveforms import Templates
+from spikeviz.views.colors import PALETTE
 
 pytest.importorskip("panel")
 
@@ -244,3 +245,50 @@ def test_nearest_channels_and_layout_without_geometry():
     assert lay.channel_ids.tolist() == [7, 9] and not lay.geometry
     assert lay.xy_um.tolist() == [[0.0, 0.0], [0.0, 20.0]]  # stacked in id order, bottom up
     assert lay.um_per_uv == pytest.approx(20.0 / 50.0)
+
+
+def test_new_selection_updates_the_same_figure_in_place(gt, session):
+    import asyncio
+
+    from bokeh.models import GlyphRenderer, MultiLine, Plot
+
+    unit, _ = biggest_unit(gt)
+    other = 10 + 7 * ((unit - 10) // 7 + 1) % (7 * gt.num_units)
+    view = TemplatesView(session, selection=Selection(session.sorting), num_channels=6)
+    locations = gt.channel_locations_um
+
+    def curves(fig):
+        """The drawn mean curves: one multi-line entry per unit, (x, y) µm."""
+        lines = [r for r in fig.renderers
+                 if isinstance(r, GlyphRenderer) and isinstance(r.glyph, MultiLine)]
+        data = lines[-1].data_source.data  # samples first, then the means
+        return lines[-1], [(np.asarray(x), np.asarray(y))
+                           for x, y in zip(data["xs"], data["ys"], strict=True)]
+
+    async def run():
+        root = view.__panel__().get_root()
+        fig = root.select_one({"type": Plot})
+        view.selection.unit_ids = [unit]
+        await asyncio.sleep(0)
+        renderer, drawn = curves(fig)
+        tpl = view.results.templates([unit, other])
+        lay = view.figure.layout
+        (xy,) = drawn
+        _, values = decode(xy, lay, locations)
+        np.testing.assert_allclose(values[0], np.asarray(tpl.data[0])[:, lay.channel_indices],
+                                   atol=1e-3)
+        view.selection.unit_ids = [other, unit]
+        await asyncio.sleep(0)
+        assert root.select_one({"type": Plot}).id == fig.id  # the same figure and glyph
+        renderer2, drawn = curves(fig)
+        assert renderer2 is renderer and len(drawn) == 2
+        lay = view.figure.layout
+        for row, xy in zip([1, 0], drawn, strict=True):
+            _, values = decode(xy, lay, locations)
+            np.testing.assert_allclose(
+                values[0], np.asarray(tpl.data[row])[:, lay.channel_indices], atol=1e-3)
+        # colours: PALETTE[0] for the first selected unit, PALETTE[1] for the second
+        assert list(renderer.data_source.data["color"]) == [0, 1]
+        assert renderer.glyph.line_color.transform.palette[:2] == list(PALETTE[:2])
+
+    asyncio.run(run())
