@@ -30,6 +30,17 @@ def to_spikeinterface(obj):
     return convert(obj)
 
 
+def _dashboard(session, **params):
+    """``Session.show``'s factory: imports Panel only when a dashboard is asked for."""
+    from .app.dashboard import show
+
+    return show(session, **params)
+
+
+from .model import session as _session_module  # noqa: E402
+
+_session_module.dashboard_factory = _dashboard
+
 __all__ = [
     "InputError",
     "Recording",

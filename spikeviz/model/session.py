@@ -42,6 +42,11 @@ def default_precompute(session) -> list[str]:
     return names
 
 
+#: Builds a session's dashboard (``Session.show``); set by ``spikeviz/__init__.py`` so that the
+#: model imports no UI code and ``import spikeviz`` loads no Panel.
+dashboard_factory = None
+
+
 class Session(param.Parameterized):
     """What one analysis works on: a Sorting, an optional Recording, derived results."""
 
@@ -229,6 +234,18 @@ class Session(param.Parameterized):
         (:func:`spikeviz.model.curated.curated_analysis`)."""
         from .curated import curated_analysis
         return curated_analysis(self, self.curation)
+
+    def show(self, **params):
+        """The curation dashboard of this session, inline in Jupyter (needs Panel).
+
+        The dashboard uses :attr:`selection` and :attr:`curation`, so it stays linked to every
+        view built from this session in the same notebook. Keyword arguments go to
+        ``spikeviz.app.dashboard.Dashboard``.
+        """
+        if dashboard_factory is None:
+            raise RuntimeError("no dashboard available: import spikeviz (the package) first")
+        params.setdefault("selection", self.selection)
+        return dashboard_factory(self, **params)
 
     @property
     def num_channels(self) -> int | None:

@@ -50,6 +50,10 @@ class View(pn.viewable.Viewer):
         super().__init__(session=session, selection=selection, curation=curation, **params)
         self._watchers: list[tuple[param.Parameterized, object]] = []
         self._stale = False
+        # the page (Bokeh document) this view was built for: a change made from another
+        # browser session (the curation is shared) is applied on this page's own tick
+        doc = pn.state.curdoc
+        self._doc = doc if doc is not None and doc.session_context is not None else None
         self.param.watch(self._on_active, ["active"])
 
     # -- shared facts ------------------------------------------------------------------------
@@ -68,18 +72,38 @@ class View(pn.viewable.Viewer):
         """Call ``fn(*events)`` when ``names`` of ``obj`` change, or defer it while hidden."""
         names = [names] if isinstance(names, str) else list(names)
 
+        def run(events):
+            try:
+                fn(*events)
+            except Exception as err:  # one failing view must not stop the other watchers
+                self._stale = True
+                log.exception("%s failed to follow a change", type(self).__name__)
+                if pn.state.notifications is not None:
+                    pn.state.notifications.error(f"{type(self).__name__}: {err}",
+                                                 duration=8000)
+
         def callback(*events):
             if not self.active:
                 self._stale = True
                 return
-            fn(*events)
+            if self._doc is not None and not pn.state._unblocked(self._doc):
+                self._doc.add_next_tick_callback(lambda: run(events))
+                return
+            run(events)
 
         self._watchers.append((obj, obj.param.watch(callback, names)))
 
     def _on_active(self, event) -> None:
         if event.new and self._stale:
             self._stale = False
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception as err:
+                self._stale = True
+                log.exception("%s failed to refresh", type(self).__name__)
+                if pn.state.notifications is not None:
+                    pn.state.notifications.error(f"{type(self).__name__}: {err}",
+                                                 duration=8000)
 
     def refresh(self) -> None:
         """Redraw everything from the current selection and curation (subclasses)."""
