@@ -88,9 +88,12 @@ class Correlograms(View):
         self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10),
                                   css_classes=["spikeviz-correlograms-info"])
         self.figure, self.sources = self._build_figure()
-        self._pane = pn.pane.Bokeh(self.figure, sizing_mode="stretch_both", visible=False,
+        self._pane = pn.pane.Bokeh(self.figure, sizing_mode="stretch_both",
                                    css_classes=["spikeviz-correlograms"])
-        self._layout = pn.Column(self._controls, self._info, self._pane,
+        # shown/hidden through a holder: toggling the Bokeh pane's own ``visible`` makes Panel
+        # copy the rendered figure's properties (stylesheet objects) back onto the pane
+        self._plot_box = pn.Column(self._pane, visible=False, sizing_mode="stretch_both")
+        self._layout = pn.Column(self._controls, self._info, self._plot_box,
                                  sizing_mode="stretch_both")
         self._watch(self.selection, "unit_ids", self._changed)
         self._watch(self.curation, "sorting", self._changed)
@@ -205,7 +208,7 @@ class Correlograms(View):
         if k == 0 or edges.size < 2:
             for source in self.sources.values():
                 source.data = {name: [] for name in source.data}
-            self._pane.visible = False
+            self._plot_box.visible = False
             return
         window = float(edges[-1] - edges[0])
         pitch_x, pitch_y = window * (1 + GAP), 1.0 + TITLE
@@ -261,4 +264,4 @@ class Correlograms(View):
         self.figure.yaxis.axis_label = "rate (Hz)" if self.normalization == "rate" else "count"
         size = self.cell_px
         self.figure.update(min_width=max(200, k * size), min_height=max(200, k * size))
-        self._pane.visible = True
+        self._plot_box.visible = True

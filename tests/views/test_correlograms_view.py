@@ -120,7 +120,7 @@ def test_numbers_are_compute_correlograms_and_follow_selection():
     session = random_session()
     view = Correlograms(session, window_ms=30.0, bin_ms=0.5)
     assert view.unit_ids == [] and len(view.sources["bars"].data["value"]) == 0
-    assert not view._pane.visible
+    assert not view._plot_box.visible
     view.selection.unit_ids = [22, 10, 16]
     counts, edges = sv.compute.correlograms(view.curation.sorting, 30.0, 0.5, [22, 10, 16])
     np.testing.assert_array_equal(view.counts, counts)
@@ -233,3 +233,15 @@ def test_new_selection_updates_the_same_bokeh_figure_in_place():
     assert view.figure.x_range.end > 3 * 50 and view.figure.y_range.end > 3
     labels = set(view.figure.xaxis[0].major_label_overrides.values())
     assert {"-20", "0", "20"} <= labels
+
+
+def test_hiding_and_showing_the_rendered_grid_keeps_working():
+    """Regression: toggling the rendered Bokeh pane's visibility copied the figure's
+    stylesheet objects back onto the pane (TypeError in the served app)."""
+    view = Correlograms(random_session())
+    view.selection.unit_ids = [10, 13]
+    view.__panel__().get_root()
+    view.selection.unit_ids = []
+    assert not view._plot_box.visible
+    view.selection.unit_ids = [16]
+    assert view._plot_box.visible and view.unit_ids == [16]
