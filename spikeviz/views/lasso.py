@@ -194,6 +194,7 @@ class LassoScatter(View):
     # -- state ----------------------------------------------------------------------------------
     def refresh(self) -> None:
         self.loads += 1
+        was_empty = self._cloud is None
         units = list(self.selection.unit_ids)
         result = self.load(units) if units else "Select one or more units."
         if isinstance(result, str):
@@ -201,6 +202,8 @@ class LassoScatter(View):
         else:
             self._cloud, self._message = result, ""
         self._update_selected()
+        if self._cloud is None and was_empty:
+            return  # nothing drawn before and nothing now (e.g. no recording): no redraw
         self._reset_ranges()
 
     def _update_selected(self) -> None:

@@ -201,6 +201,7 @@ class TemplatesView(View):
         self.renders = 0
         self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
         self._version = Version()
+        self._drawn: str | None = None  # the message drawn, when nothing else is
         self._dmap = hv.DynamicMap(self._elements, streams=[self._version])
         self._pane = pn.pane.HoloViews(self._dmap, sizing_mode="stretch_both",
                                        min_height=self.min_height)
@@ -236,6 +237,9 @@ class TemplatesView(View):
             return
         if self._pane.object is not self._dmap:
             self._pane.object = self._dmap
+        elif self.figure.layout is None and self._drawn == self.figure.message:
+            return  # the same message drawn already (e.g. no recording): no redraw
+        self._drawn = self.figure.message if self.figure.layout is None else None
         self._version.event(version=self._version.version + 1)
 
     # -- data -----------------------------------------------------------------------------------
