@@ -73,14 +73,7 @@ class View(pn.viewable.Viewer):
         names = [names] if isinstance(names, str) else list(names)
 
         def run(events):
-            try:
-                fn(*events)
-            except Exception as err:  # one failing view must not stop the other watchers
-                self._stale = True
-                log.exception("%s failed to follow a change", type(self).__name__)
-                if pn.state.notifications is not None:
-                    pn.state.notifications.error(f"{type(self).__name__}: {err}",
-                                                 duration=8000)
+            self._run(fn, *events)
 
         def callback(*events):
             if not self.active:
@@ -96,14 +89,24 @@ class View(pn.viewable.Viewer):
     def _on_active(self, event) -> None:
         if event.new and self._stale:
             self._stale = False
-            try:
-                self.refresh()
-            except Exception as err:
-                self._stale = True
-                log.exception("%s failed to refresh", type(self).__name__)
-                if pn.state.notifications is not None:
-                    pn.state.notifications.error(f"{type(self).__name__}: {err}",
-                                                 duration=8000)
+            self._run(self.refresh)
+
+    def _run(self, fn, *args) -> None:
+        """``fn(*args)``; on a served page inside Panel's dispatch; a failure is logged and
+        notified (the view is marked stale) instead of stopping the other watchers."""
+        try:
+            if self._doc is not None and pn.state.curdoc is self._doc:
+                # views that patch Bokeh models directly (data sources, ranges) need Panel's
+                # dispatch on a served page: hold the events and flush them
+                with pn.io.unlocked():
+                    fn(*args)
+            else:
+                fn(*args)
+        except Exception as err:
+            self._stale = True
+            log.exception("%s failed to follow a change", type(self).__name__)
+            if pn.state.notifications is not None:
+                pn.state.notifications.error(f"{type(self).__name__}: {err}", duration=8000)
 
     def refresh(self) -> None:
         """Redraw everything from the current selection and curation (subclasses)."""
