@@ -52,8 +52,8 @@ class Features(LassoScatter):
                                doc="Feature on the y axis.")
     background_units = param.Integer(default=3, bounds=(0, None), doc="""
         How many other units (the nearest on the probe to the first selected one) give
-        background spikes. Their spikes are projected too (and take part in the PCA fit), so
-        each costs reading its snippets once.""")
+        background spikes: a seeded subsample of each (at most 2,000 spikes) is projected
+        on the selected units' PCA basis (fitted on the selected units only).""")
     max_background_spikes = param.Integer(default=20_000, bounds=(0, None), doc="""
         At most this many background spikes are drawn (a seeded random subsample).""")
     seed = param.Integer(default=0, doc="Seed of the background subsample.")
@@ -121,7 +121,11 @@ class Features(LassoScatter):
         if self.session.recording is None:
             return NO_RECORDING
         background = self.neighbours(unit_ids, self.background_units)
-        result = self.results.spike_features(list(unit_ids) + background, self.n_components)
+        per_unit = min(2000, self.max_background_spikes // max(len(background), 1))
+        result = self.results.spike_features(list(unit_ids), self.n_components,
+                                             background_unit_ids=background,
+                                             max_background_spikes_per_unit=per_unit,
+                                             seed=self.seed)
         if result is None:
             return NO_RECORDING
         positions, features, channel_ids = result
