@@ -114,7 +114,8 @@ def cmd_convert(args) -> int:
 def _serve(factory, args) -> int:
     from .serve import serve
 
-    serve(factory, port=args.port, address=args.address, show=args.show)
+    serve(factory, port=args.port, address=args.address, show=args.show,
+          allow_websocket_origin=args.allow_websocket_origin)
     return 0
 
 
@@ -134,6 +135,8 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1, this machine only)")
     p.add_argument("--show", action="store_true", help="open a browser tab")
+    p.add_argument("--allow-websocket-origin", action="append", default=[], metavar="HOST[:PORT]",
+                   help="also accept pages served as HOST (e.g. behind a proxy); repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -141,13 +141,58 @@ def _url_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+
+
+def websocket_origins(address: str, port: int, extra=()) -> list[str]:
+    """The ``host:port`` origins whose pages may open the dashboard's websocket.
+
+    A loopback bind accepts ``127.0.0.1`` and ``localhost``; a wildcard
+    bind (``0.0.0.0`` / ``::``) also this machine's host names and addresses; any other
+    address accepts itself. ``extra``: more ``host[:port]`` origins (``--allow-websocket-origin``,
+    e.g. a name behind a proxy); without a port they get ``port``. IPv6 literals are left
+    out: Bokeh's origin check does not accept them (use a host name).
+    """
+    import socket
+
+    host = _url_host(address)
+    hosts = [host]
+    if address in ("127.0.0.1", "::1", "localhost") or address.startswith("127."):
+        hosts += list(_LOOPBACK_NAMES)
+    elif address in ("0.0.0.0", "::", ""):
+        hosts += list(_LOOPBACK_NAMES)
+        names = {socket.gethostname(), socket.getfqdn()}
+        for name in sorted(n for n in names if n):
+            hosts.append(name)
+            try:
+                infos = socket.getaddrinfo(name, None)
+            except OSError:
+                continue
+            hosts += sorted({_url_host(info[4][0]) for info in infos})
+    origins = []
+    for h in hosts:
+        if ":" in h:  # Bokeh's origin check takes host names and IPv4 addresses only
+            continue
+        origin = f"{h}:{port}"
+        if origin not in origins:
+            origins.append(origin)
+    for item in extra:
+        item = str(item).strip()
+        if item and not item.rsplit(":", 1)[-1].isdigit():
+            item = f"{item}:{port}"
+        if item and item not in origins:
+            origins.append(item)
+    return origins
+
+
 def serve(session_factory: Callable[[], Session], port: int = 5006,
           address: str = "127.0.0.1", show: bool = False, title: str = "spikeviz",
-          warm: bool = True) -> None:
+          warm: bool = True, allow_websocket_origin=()) -> None:
     """Serve the dashboard at http://address:port/ until SIGINT or SIGTERM.
 
     ``session_factory`` is called once, here, before the server starts. Only ``address`` is
-    bound and only pages served from ``address:port`` may open the websocket. With ``warm``,
+    bound and only pages served from :func:`websocket_origins` may open the websocket
+    (``allow_websocket_origin`` adds more). With ``warm``,
     datashader and the session's derived arrays are prepared, and one dashboard is built,
     before the first browser connects. Blocks (``threaded=False``); returns after a clean
     shutdown.
@@ -170,7 +215,9 @@ def serve(session_factory: Callable[[], Session], port: int = 5006,
     host = _url_host(address)
     try:
         server = pn.serve({"/": app}, port=port, address=address,
-                          websocket_origin=[f"{host}:{port}"], show=show, start=False,
+                          websocket_origin=websocket_origins(address, port,
+                                                             allow_websocket_origin),
+                          show=show, start=False,
                           title=title, verbose=False, threaded=False, warm=warm)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:

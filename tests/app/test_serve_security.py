@@ -137,6 +137,42 @@ def _get(url: str) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
+def _websocket_opens(port: int, origin_host: str) -> bool:
+    """Whether the server's websocket accepts a page served as ``origin_host:port``."""
+    import asyncio
+    import re
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    page = _get(f"http://127.0.0.1:{port}/")[1].decode()
+    token = re.search(r'"token":\s*"([^"]+)"', page) or re.search(r"token\W+([\w.-]+)", page)
+    assert token, "no session token in the page"
+
+    async def connect():
+        request = HTTPRequest(f"ws://127.0.0.1:{port}/ws",
+                              headers={"Origin": f"http://{origin_host}:{port}"})
+        try:
+            connection = await websocket_connect(request, subprotocols=["bokeh", token[1]])
+        except Exception:
+            return False
+        connection.close()
+        return True
+
+    return asyncio.run(connect())
+
+
+def test_websocket_origins():
+    from spikeviz.app.serve import websocket_origins
+
+    assert websocket_origins("127.0.0.1", 5006) == ["127.0.0.1:5006", "localhost:5006"]
+    assert websocket_origins("10.1.2.3", 80) == ["10.1.2.3:80"]
+    assert websocket_origins("::1", 7, ["lab.example.org", "proxy:443"])[-2:] == [
+        "lab.example.org:7", "proxy:443"]
+    wide = websocket_origins("0.0.0.0", 5006)
+    assert "localhost:5006" in wide and socket.gethostname() + ":5006" in wide
+
+
 def test_served_app_never_returns_a_file_from_outside(tmp_path):
     """A real `spikeviz serve` on a tiny Phy folder; traversal URLs and query parameters."""
     pytest.importorskip("panel")
@@ -179,6 +215,9 @@ def test_served_app_never_returns_a_file_from_outside(tmp_path):
         # the page shown for a query parameter is still the started session's
         status, body = _get(base + f"/?path={secret}")
         assert status == 200 and str(secret).encode() not in body
+        # the websocket accepts this machine's loopback names (localhost included), not others
+        assert _websocket_opens(port, "127.0.0.1") and _websocket_opens(port, "localhost")
+        assert not _websocket_opens(port, "evil.example")
         # nothing listens on the machine's other addresses (when it has one)
         host = _outward_address()
         if host is not None:
