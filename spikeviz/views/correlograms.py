@@ -83,8 +83,10 @@ class Correlograms(View):
         self._controls = pn.Param(
             self.param, parameters=["window_ms", "bin_ms", "refractory_ms", "normalization",
                                     "max_units"],
-            widgets={"normalization": pn.widgets.RadioButtonGroup},
-            default_layout=pn.Row, show_name=False, sizing_mode="stretch_width")
+            widgets={"window_ms": {"width": 150}, "bin_ms": {"width": 150},
+                     "refractory_ms": {"width": 150}, "max_units": {"width": 150},
+                     "normalization": {"type": pn.widgets.RadioButtonGroup, "width": 150}},
+            default_layout=pn.FlexBox, show_name=False, sizing_mode="stretch_width")
         self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10),
                                   css_classes=["spikeviz-correlograms-info"])
         self.figure, self.sources = self._build_figure()

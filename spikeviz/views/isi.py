@@ -99,7 +99,10 @@ class ISIView(View):
         self._controls = pn.Param(
             self.param, parameters=["isi_window_ms", "isi_bin_ms", "log_bins",
                                     "refractory_ms", "rate_bin_s"],
-            default_layout=pn.Row, show_name=False, sizing_mode="stretch_width")
+            widgets={name: {"width": 150} for name in ("isi_window_ms", "isi_bin_ms",
+                                                       "log_bins", "refractory_ms",
+                                                       "rate_bin_s")},
+            default_layout=pn.FlexBox, show_name=False, sizing_mode="stretch_width")
         self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10),
                                   css_classes=["spikeviz-isi-info"])
         self._isi_pane = pn.pane.Bokeh(self.isi_figure, sizing_mode="stretch_both",
