@@ -37,9 +37,11 @@ Progress = Callable[[str, float], None] | None
 
 KINDS = ("nwb", "hdf5", "phy", "curation", "metrics_csv", "metrics_parquet", "view_html",
          "view_png")
+# The writers given the curated session: its results are seeded first (seed_curated) and the
+# writers then take only what is available (compute=False): nothing is precomputed.
+SEEDED = ("nwb", "hdf5", "phy")
 HDF5_STYLES = ("ragged", "raster", "group", "paired")
 TIME_UNITS = ("s", "ms", "samples")
-CHROMIUM = Path("/usr/bin/chromium")
 
 # Exports run one at a time per server process: warnings are captured per job (Python's
 # warning machinery is process-wide) and two heavy writers would only fight for the disk.
@@ -62,13 +64,15 @@ class ExportResult:
 # -- what is exported --------------------------------------------------------------------------
 def curated_session(session: Session, curation: Curation) -> Session:
     """The current curated session: ``curation.sorting`` (labels in its ``label`` column, tags
-    in ``tags``) with the original's recording, channels, source, format and cache folder.
+    in ``tags``) with the original's recording, channels, source and format, and no cache
+    folder (``cache_dir=None``: an export writes nothing to ``.spikeviz/`` but its files).
 
     The results read with the source are passed on: the writers use them only where they
     still fit (KiloSort templates follow each spike's ``template_index``, which a curation
-    keeps; NWB templates only when they cover exactly the current unit ids). Computed results
-    are keyed by the spikes, so those of the original sorting are reused while the spikes are
-    unchanged (labels only) and recomputed for a merged/split sorting (``compute=True``)."""
+    keeps; NWB templates only when they cover exactly the current unit ids). Derived results
+    (templates, spike amplitudes, quality metrics) are seeded from the incremental
+    :class:`~spikeviz.model.curated.CuratedAnalysis` by :func:`seed_curated` before a writer
+    runs: the curated sorting is never precomputed from scratch."""
     if curation.original is not session.sorting and \
             curation.original.spikes_hash() != session.sorting.spikes_hash():
         raise InputError("the curation belongs to another sorting than the session's",
@@ -76,8 +80,92 @@ def curated_session(session: Session, curation: Curation) -> Session:
     return Session(curation.sorting, session.recording, source=session.source,
                    format=session.format, channel_ids=session.channel_ids,
                    channel_locations_um=session.channel_locations_um,
-                   results=dict(session.results), cache_dir=session.cache_dir,
+                   results=dict(session.results), cache_dir=None,
                    filter_band_hz=session.filter_band_hz, n_jobs=session.n_jobs)
+
+
+def _known(ca, unit_ids, what: str) -> bool:
+    """True when every *new* unit of ``unit_ids`` already has ``what`` in the
+    CuratedAnalysis memo (original units take the session's results)."""
+    from ..model.ids import id_key
+
+    return all(what in ca._units.get(id_key(u), {}) for u in unit_ids
+               if ca._orig_index(u) is None)
+
+
+def seed_curated(session: Session, curation: Curation, curated: Session, compute: bool,
+                 report: Progress = None) -> list[str]:
+    """Seed ``curated.analysis`` (:meth:`~spikeviz.model.analysis.Analysis.store`, memory only)
+    with the results of the current curated units from ``curated_analysis(session,
+    curation)``, under the keys the writers look up (:mod:`spikeviz.io._results`, default
+    parameters): ``templates`` (mean and std), ``unit_peaks``, ``spike_amplitudes`` and
+    ``quality_metrics`` (the unit table's metric columns: the CSV's values). Original units take
+    the session's results; new (merged/split) units are computed from their own spikes, only
+    with ``compute`` -- without it a result is seeded only when it is known for every unit.
+    ``principal_components`` (Phy's ``pc_features.npy``) and ``template_similarity`` are
+    copied only while the spikes are the session's (labels only): an export computes neither.
+    Returns notes on what was left out (the job's warnings)."""
+    from ..model.curated import curated_analysis
+
+    report = report or (lambda step, fraction: None)
+    ca = curated_analysis(session, curation)
+    orig, target = session.analysis, curated.analysis
+    sorting = curated.sorting
+    if sorting is not ca.sorting:
+        raise InputError("the curation changed since the export started; export again",
+                         field="curation")
+    ids = sorting.unit_ids
+    traces = curated.recording is not None and sorting.num_spikes > 0
+    notes = []
+
+    def ready(name: str, what: str) -> bool:
+        return compute or (orig.is_available(name) and _known(ca, ids, what))
+
+    if traces and not target.is_available("templates"):
+        if ready("templates", "template"):
+            report("templates", 0.1)
+            t = ca.templates(ids)
+            used = np.asarray(orig.arrays("templates")[0]["num_spikes_used"]) \
+                if any(ca._orig_index(u) is not None for u in ids) else None
+            counts = np.array([used[ca._orig_index(u)] if ca._orig_index(u) is not None else
+                               _new_used(ca, u) for u in ids], dtype=np.int64)
+            target.store("templates", {"average": t.data, "std": t.std,
+                                       "num_spikes_used": counts},
+                         {"nbefore": t.nbefore, "nafter": t.data.shape[1] - t.nbefore})
+            target.get("unit_peaks")  # from the seeded templates: no trace is read
+        else:
+            notes.append("templates of merged/split units are not computed yet: not written "
+                         "(tick 'compute missing')")
+    if traces and not target.is_available("spike_amplitudes"):
+        if ready("spike_amplitudes", "amplitudes"):
+            report("spike amplitudes", 0.2)
+            positions, values = ca.spike_amplitudes(ids)
+            amplitudes = np.full(sorting.num_spikes, np.nan, np.float32)
+            amplitudes[positions] = values
+            target.store("spike_amplitudes", {"amplitudes": amplitudes})
+    if not target.is_available("quality_metrics") and ready("quality_metrics", "metrics") \
+            and (compute or not traces or _known(ca, ids, "template")):
+        report("quality metrics", 0.3)
+        columns = list(orig.get("quality_metrics").columns)
+        frame = ca.unit_frame()
+        columns = [c for c in columns if c in frame]
+        target.store("quality_metrics", {c: frame[c].to_numpy() for c in columns},
+                     {"columns": columns})
+    if sorting.spikes_hash() == session.sorting.spikes_hash():
+        for name, params in (("principal_components", {"all_spikes": True}),
+                             ("template_similarity", {})):
+            if traces and not target.is_available(name, **params) and \
+                    orig.is_available(name, **params):
+                arrays, attrs = orig.arrays(name, **params)
+                target.store(name, arrays, attrs, **params)
+    return notes
+
+
+def _new_used(ca, unit_id) -> int:
+    from ..model.ids import id_key
+
+    template = ca._units.get(id_key(unit_id), {}).get("template", {})
+    return int(template.get("num_spikes_used", -1))
 
 
 def unit_frame(session: Session, curation: Curation) -> pd.DataFrame:
@@ -97,8 +185,10 @@ def parquet_engine() -> str | None:
 
 
 def png_available() -> bool:
-    """PNGs of views are rendered by a headless Chromium through Playwright."""
-    return CHROMIUM.exists() and importlib.util.find_spec("playwright") is not None
+    """PNGs/SVGs of views are rendered by a headless Chromium through Playwright."""
+    from .export_views import png_available as available
+
+    return available()
 
 
 # -- where files go ----------------------------------------------------------------------------
@@ -200,7 +290,8 @@ def run_export(kind: str, session: Session, curation: Curation, output_dir: str 
 
     ``kind``: one of :data:`KINDS`. ``options``: ``metadata`` (the NWB form's values, see
     :func:`nwb_metadata`), ``include_recording`` (NWB), ``style`` / ``time_unit`` (HDF5),
-    ``compute`` (compute missing templates/metrics of the curated units, default True),
+    ``compute`` (compute the results of curated units that do not have them yet: merged/split
+    units, see :func:`seed_curated`; default True),
     ``view`` (the name of the view in ``views`` for ``view_html``/``view_png``).
     ``progress(step, fraction)`` is called as the work advances, ``("done", 1.0)`` last.
     """
@@ -218,12 +309,11 @@ def run_export(kind: str, session: Session, curation: Curation, output_dir: str 
         report("start", 0.0)
         if curated is None:
             curated = curated_session(session, curation)
-        analysis = curated.analysis
-        analysis.progress = lambda name, fraction: report(f"computing {name}", fraction)
-        try:
-            result = _WRITERS[kind](session, curation, curated, folder, options, report, views)
-        finally:
-            analysis.progress = None
+        if kind in SEEDED:
+            for note in seed_curated(session, curation, curated,
+                                     bool(options.get("compute", True)), report):
+                warnings.warn(note, stacklevel=1)
+        result = _WRITERS[kind](session, curation, curated, folder, options, report, views)
         if not inside(folder, result.path) or not inside(folder, result.download):
             raise RuntimeError(f"an export escaped its folder: {result.path}")
         report("done", 1.0)
@@ -239,7 +329,7 @@ def _nwb(session, curation, curated, folder, options, report, views) -> ExportRe
     to_nwb(curated, path, metadata=metadata,
            include_recording=bool(options.get("include_recording")) and
            curated.recording is not None,
-           compute=options.get("compute", True), progress=report)
+           compute=False, progress=report)
     return ExportResult("nwb", path, path, f"NWB file of {curated.sorting.num_units} units")
 
 
@@ -254,7 +344,7 @@ def _hdf5(session, curation, curated, folder, options, report, views) -> ExportR
         raise InputError(f"time unit must be one of {', '.join(TIME_UNITS)}", field="time_unit")
     path = unique_path(folder, f"{source_stem(session)}_curated.h5")
     to_hdf5(curated, path, style=style, time_unit=time_unit,
-            compute=options.get("compute", True), progress=report)
+            compute=False, progress=report)
     return ExportResult("hdf5", path, path, f"HDF5 file ({style}, times in {time_unit})")
 
 
@@ -267,8 +357,13 @@ def _phy(session, curation, curated, folder, options, report, views) -> ExportRe
     def scaled(step, fraction):  # the folder is 90 % of the work, its zip the rest
         report(step, 0.9 * fraction)
 
-    to_phy(curated, path, raw=options.get("raw", "link"),
-           compute=options.get("compute", True), progress=scaled)
+    to_phy(curated, path, raw=options.get("raw", "link"), compute=False, progress=scaled)
+    if curated.recording is not None and not (path / "pc_features.npy").exists():
+        warnings.warn("Phy folder without pc_features.npy: principal components are written "
+                      "only when known for every unit (no merge/split since the session's "
+                      "were computed); an export does not compute them. Phy's feature view "
+                      "stays empty; recompute them in Phy or SpikeInterface if needed",
+                      stacklevel=1)
     try:
         files = sorted(p for p in path.rglob("*") if p.is_file())
         with atomic_file(zip_path, suffix=".zip") as tmp, \
@@ -330,84 +425,14 @@ def _metrics_parquet(*args) -> ExportResult:
     return _metrics(*args, parquet=True)
 
 
-def _view(views, options):
-    name = options.get("view")
-    if not views or name not in views:
-        known = ", ".join(map(str, views or {})) or "none"
-        raise InputError(f"no view named {name!r} (views: {known})", field="view")
-    return str(name), views[name]
+def _view_writer(name: str):
+    def write(*args) -> ExportResult:
+        from . import export_views
 
-
-def save_view_html(obj, path: Path, title: str) -> None:
-    """A standalone HTML file of ``obj`` (a View, a Panel object or a HoloViews object) with
-    BokehJS and Panel's scripts inlined: it opens offline and stays interactive (pan, zoom,
-    hover); a few Panel stylesheets come from its CDN when online."""
-    import panel as pn
-    from bokeh.resources import INLINE
-
-    viewable = pn.panel(obj)
-    before = set(getattr(viewable, "_models", {}))
-    try:
-        viewable.save(str(path), resources=INLINE, title=title, embed=False)
-    finally:  # drop the models built for the file (they would follow the live session)
-        models = getattr(viewable, "_models", {})
-        for ref in set(models) - before:
-            try:
-                viewable._cleanup(models[ref][0])
-            except Exception:
-                pass
-
-
-def _view_name(session, name: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "view"
-    return f"{source_stem(session)}_{safe}"
-
-
-def _view_html(session, curation, curated, folder, options, report, views) -> ExportResult:
-    name, obj = _view(views, options)
-    path = unique_path(folder, f"{_view_name(session, name)}.html")
-    with atomic_file(path, suffix=".html") as tmp:
-        save_view_html(obj, tmp, title=name)
-    return ExportResult("view_html", path, path,
-                        f"view {name!r} as interactive HTML (opens offline)")
-
-
-def render_png(html_path: Path, png_path: Path, width: int = 1400, height: int = 900) -> None:
-    """Screenshot of a standalone HTML file in headless Chromium (Playwright), once BokehJS
-    has rendered every root."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as play:
-        browser = play.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                       args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(html_path.resolve().as_uri())
-            page.wait_for_function(
-                "() => window.Bokeh && Bokeh.documents.length > 0 && "
-                "Bokeh.documents.every(d => d.is_idle)", timeout=60_000)
-            page.wait_for_timeout(300)
-            page.screenshot(path=str(png_path), full_page=True)
-        finally:
-            browser.close()
-
-
-def _view_png(session, curation, curated, folder, options, report, views) -> ExportResult:
-    if not png_available():
-        raise InputError("PNG export needs Chromium and Playwright on the server; use the "
-                         "plot's save tool (toolbar) or export the view as HTML",
-                         field="format")
-    name, obj = _view(views, options)
-    path = unique_path(folder, f"{_view_name(session, name)}.png")
-    with tempfile.TemporaryDirectory(prefix="spikeviz-view-") as scratch:
-        html = Path(scratch) / "view.html"
-        save_view_html(obj, html, title=name)
-        report("render", 0.3)
-        with atomic_file(path, suffix=".png") as tmp:
-            render_png(html, tmp)
-    return ExportResult("view_png", path, path, f"view {name!r} as PNG")
+        return getattr(export_views, name)(*args)
+    return write
 
 
 _WRITERS = {"nwb": _nwb, "hdf5": _hdf5, "phy": _phy, "curation": _curation,
             "metrics_csv": _metrics, "metrics_parquet": _metrics_parquet,
-            "view_html": _view_html, "view_png": _view_png}
+            "view_html": _view_writer("view_html"), "view_png": _view_writer("view_png")}

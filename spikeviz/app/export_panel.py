@@ -79,7 +79,7 @@ class ExportPanel(pn.viewable.Viewer):
     # -- the job -----------------------------------------------------------------------------
     def _curated(self) -> Session:
         """The curated session of the current ``curation.sorting`` (memoised per sorting, so
-        results computed for one export serve the next)."""
+        results seeded for one export serve the next)."""
         sorting = self.curation.sorting
         if self._curated_memo is None or self._curated_memo[0] is not sorting:
             self._curated_memo = (sorting, jobs.curated_session(self.session, self.curation))
@@ -159,8 +159,9 @@ class ExportPanel(pn.viewable.Viewer):
     # -- widgets -----------------------------------------------------------------------------
     def _build(self) -> None:
         w = pn.widgets
-        self.compute = w.Checkbox(label="Compute missing templates and metrics of the curated "
-                                       "units (merged/split units need it; may take a while)",
+        self.compute = w.Checkbox(label="Compute the templates, amplitudes and metrics of "
+                                       "merged/split units that do not have them yet (only "
+                                       "those units; the others reuse the session's)",
                                   value=True)
         # NWB form
         star = " *"

@@ -19,6 +19,7 @@ from spikeviz.app import export_jobs as jobs
 from spikeviz.app.export_panel import ExportPanel
 from spikeviz.datasets import generate_to_folder
 from spikeviz.errors import InputError
+from spikeviz.model.curated import curated_analysis
 from spikeviz.model.curation import Curation
 
 FS = 30_000.0
@@ -192,6 +193,85 @@ def test_metrics_csv_equals_the_unit_frame(panel, session, curation):
         else:
             assert back[column].astype(object).fillna("").astype(str).tolist() == \
                 expected.astype(object).fillna("").astype(str).tolist(), column
+
+
+def test_an_export_after_a_merge_computes_only_the_new_units_results(session, curation):
+    pynwb = pytest.importorskip("pynwb")
+    h5py = pytest.importorskip("h5py")
+    for name in ("quality_metrics", "unit_peaks", "unit_locations", "spike_amplitudes"):
+        session.compute(name)  # what the dashboard has computed for the session
+    cache = session.analysis.cache.folder
+    before, computed = set(cache.iterdir()), list(session.analysis.computed)
+    ca = curated_analysis(session, curation)
+    merged = next(u for u in curation.sorting.unit_ids if u not in session.sorting.unit_ids)
+    p = ExportPanel(session, curation)  # default folder: .spikeviz/exports
+    nwb = p.run_job("nwb", {"metadata": FORM})
+    h5 = p.run_job("hdf5")
+    phy = p.run_job("phy")
+    assert ca.computed_units == [merged]  # the merged unit's results only, once
+    assert session.analysis.computed == computed  # nothing of the session recomputed
+    curated = p._curated()
+    assert curated.analysis.cache.folder is None
+    assert set(curated.analysis.computed) <= {"unit_peaks"}  # from the seeded templates
+    assert set(cache.iterdir()) - before <= {cache / "exports"}  # no second cache
+    assert {nwb.path.parent, h5.path.parent, phy.path.parent} == {cache / "exports"}
+    ids = curation.sorting.unit_ids
+    expected = ca.templates(ids)
+    frame = ca.unit_frame()
+    row = ids.tolist().index(merged)
+    with pynwb.NWBHDF5IO(str(nwb.path), "r") as io:
+        units = io.read().units
+        assert list(units.id[:]) == ids.tolist()
+        np.testing.assert_allclose(np.asarray(units["waveform_mean"][row]) * 1e6,
+                                   expected.data[row], atol=1e-3)
+        np.testing.assert_allclose(np.asarray(units["waveform_sd"][row]) * 1e6,
+                                   expected.std[row], atol=1e-3)
+        for column in ("snr", "num_spikes", "firing_range", "amplitude_median"):
+            np.testing.assert_allclose(units[column][:], frame[column].to_numpy(float),
+                                       equal_nan=True, err_msg=column)
+    with h5py.File(h5.path, "r") as f:
+        for column in ("snr", "presence_ratio", "amplitude_cutoff", "isolation_distance"):
+            np.testing.assert_allclose(f["unit_table"][column][:],
+                                       frame[column].to_numpy(float), equal_nan=True)
+    assert np.isfinite(frame.loc[merged, "amplitude_median"])  # computed for the export
+    assert np.isnan(frame.loc[merged, "isolation_distance"])  # no PCA of a new unit
+    assert not (phy.path / "pc_features.npy").exists()
+    assert any("pc_features.npy" in w for w in phy.warnings)
+    again = p.run_job("nwb", {"metadata": FORM})  # the next export reuses everything
+    assert ca.computed_units == [merged] and session.analysis.computed == computed
+    assert again.path != nwb.path
+
+
+def test_without_compute_only_known_results_are_written(session, tmp_path):
+    pynwb = pytest.importorskip("pynwb")
+    cur = Curation(session.sorting)
+    ids = session.sorting.unit_ids
+    merged = cur.merge([ids[3], ids[4]])
+    ca = curated_analysis(session, cur)
+    p = ExportPanel(session, cur, output_dir=tmp_path)
+    result = p.run_job("nwb", {"metadata": FORM, "compute": False})
+    assert ca.computed_units == []  # nothing computed for the merged unit
+    assert any("not computed yet" in w for w in result.warnings)
+    with pynwb.NWBHDF5IO(str(result.path), "r") as io:
+        assert "waveform_mean" not in io.read().units.colnames
+    ca.unit_frame()  # the dashboard shows the merged unit: its template becomes known
+    assert ca.computed_units == [merged]
+    p._curated_memo = None
+    result = p.run_job("nwb", {"metadata": FORM, "compute": False})
+    with pynwb.NWBHDF5IO(str(result.path), "r") as io:
+        units = io.read().units
+        assert "waveform_mean" in units.colnames and "snr" in units.colnames
+    assert ca.computed_units == [merged]
+
+
+def test_labels_only_keep_the_sessions_principal_components(session, tmp_path):
+    session.compute("principal_components", all_spikes=True)
+    cur = Curation(session.sorting)
+    cur.label(session.sorting.unit_ids[0], "good")
+    result = ExportPanel(session, cur, output_dir=tmp_path).run_job("phy")
+    features = np.load(result.path / "pc_features.npy")
+    assert features.shape[0] == session.sorting.num_spikes
+    assert not any("pc_features" in w for w in result.warnings)
 
 
 def test_parquet_only_with_an_engine(panel, curation):
