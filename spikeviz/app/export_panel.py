@@ -37,6 +37,10 @@ SPECIES = ("Mus musculus", "Rattus norvegicus", "Homo sapiens", "Macaca mulatta"
 SEXES = {"": "", "F (female)": "F", "M (male)": "M", "U (unknown)": "U", "O (other)": "O"}
 DANDI_REQUIRED = ("subject_id", "species", "sex", "age", "session_start_time")
 MESSAGE_CHARS = 300
+# Above this size a file is not offered for download: FileDownload reads it whole into the
+# server's memory and sends it base64-encoded over the page's websocket. The server runs on the
+# user's machine, so the written path is shown instead.
+MAX_DOWNLOAD_BYTES = 200 * 1024 ** 2
 
 _SVG_NOTE = (
     "**PNG** is rendered on the server by headless Chromium; **HTML** keeps the view "
@@ -44,6 +48,10 @@ _SVG_NOTE = (
     "downloads a PNG from the browser. **SVG** is not produced on the server (Bokeh needs a "
     "browser driver for it): a plot drawn with Bokeh's SVG backend saves SVG through that "
     "same toolbar tool.")
+
+
+def _size_text(size: int) -> str:
+    return f"{size / 1024 ** 2:.0f} MB" if size < 1024 ** 3 else f"{size / 1024 ** 3:.1f} GB"
 
 
 def _one_line(text: str) -> str:
@@ -316,11 +324,20 @@ class ExportPanel(pn.viewable.Viewer):
                 self.warning_text.visible = self.warning_text.visible and \
                     "DANDI" in str(self.warning_text.object)
             return
-        self.download.file = str(result.download)
-        self.download.filename = result.download.name
-        self.download.label = f"Download {result.download.name}"
-        self.download.visible = True
-        self.path_text.object = f"Written to `{result.path}`"
+        size = result.download.stat().st_size if result.download.is_file() else 0
+        if size > MAX_DOWNLOAD_BYTES:
+            self.download.visible = False
+            self.download.file = None
+            self.path_text.object = (
+                f"Written to `{result.path}` ({_size_text(size)}): too large to download "
+                f"through the browser (over {_size_text(MAX_DOWNLOAD_BYTES)}, it would be "
+                f"sent whole through the page's connection); open it from that folder.")
+        else:
+            self.download.file = str(result.download)
+            self.download.filename = result.download.name
+            self.download.label = f"Download {result.download.name}"
+            self.download.visible = True
+            self.path_text.object = f"Written to `{result.path}`"
         self.path_text.visible = True
         if result.warnings:
             self.warning_text.object = "<br>".join(_one_line(w) for w in result.warnings)

@@ -359,6 +359,26 @@ def test_background_nwb_job_reaches_done_with_a_download(panel, curation):
     assert idle and not any(b.disabled for b in idle)
 
 
+def test_large_files_are_not_offered_for_download(panel, monkeypatch):
+    from spikeviz.app import export_panel
+
+    panel.start("curation")
+    assert panel.wait(60) and panel.status == "done"
+    size = panel.result.download.stat().st_size
+    assert panel.download.visible and panel.download.file == str(panel.result.download)
+    monkeypatch.setattr(export_panel, "MAX_DOWNLOAD_BYTES", size - 1)
+    panel.start("curation")
+    assert panel.wait(60) and panel.status == "done"
+    assert not panel.download.visible and panel.download.file is None
+    text = panel.path_text.object
+    assert panel.path_text.visible and str(panel.result.path) in text
+    assert "too large to download" in text
+    monkeypatch.setattr(export_panel, "MAX_DOWNLOAD_BYTES", size)  # at the limit: offered
+    panel.start("curation")
+    assert panel.wait(60) and panel.download.visible
+    assert panel.download.file == str(panel.result.download)
+
+
 @pytest.mark.parametrize("kind", ["nwb", "phy", "hdf5"])
 def test_a_failing_job_shows_one_line_and_leaves_no_file(panel, kind, monkeypatch, caplog):
     def fail(step, fraction):
