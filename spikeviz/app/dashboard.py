@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 ACCENT = "#1f5f8b"
 LEFT_WIDTH = 440
 RIGHT_WIDTH = 520
+RIGHT_TOP_HEIGHT = 450  # correlograms: two rows of controls, a caption and the grid
 BODY_MIN_HEIGHT = 760
 
 _CSS = """
@@ -153,7 +154,7 @@ class Dashboard(pn.viewable.Viewer):
                        for v in self._area("left_bottom")]
         left = pn.Column(*self._area("left"), *left_bottom, width=LEFT_WIDTH,
                          sizing_mode="stretch_height", margin=(0, 4))
-        right_top = [pn.Column(v, height=380, sizing_mode="stretch_width")
+        right_top = [pn.Column(v, height=RIGHT_TOP_HEIGHT, sizing_mode="stretch_width")
                      for v in self._area("right_top")]
         right = pn.Column(*right_top, self.right.tabs, width=RIGHT_WIDTH,
                           sizing_mode="stretch_height", margin=(0, 4))

@@ -38,6 +38,16 @@ from ..model.sorting import Sorting
 from .base import View
 from .expression import Expression
 
+#: The frozen unit-id column keeps its row's background when the table scrolls sideways
+#: (transparent in Panel's theme, so the scrolled cells showed through it).
+FROZEN_CSS = """
+.tabulator-row .tabulator-cell.tabulator-frozen { background-color: #ffffff !important; }
+.tabulator-row.tabulator-row-even .tabulator-cell.tabulator-frozen {
+  background-color: #f4f4f4 !important; }
+.tabulator-row.tabulator-selected .tabulator-cell.tabulator-frozen {
+  background-color: #2c6e9e !important; color: #ffffff; }
+"""
+
 #: Columns every table starts with, in this order.
 FIXED_COLUMNS = ("unit_id", "label", "tags", "num_spikes", "firing_rate_hz")
 
@@ -230,7 +240,7 @@ class UnitTable(View):
             header_tooltips=header_tooltips(session, self.frame, self.hidden_columns),
             hidden_columns=list(self.hidden_columns),
             selection=self._rows_of(self.selection.unit_ids),
-            css_classes=["spikeviz-unit-table"], **sizing)
+            css_classes=["spikeviz-unit-table"], stylesheets=[FROZEN_CSS], **sizing)
         self.widget.add_filter(pn.bind(self._filter, version=self.param.filter_version))
         self.expression_input = pn.widgets.TextInput.from_param(
             self.param.expression, name="", placeholder='snr > 5 and label == "good"',
