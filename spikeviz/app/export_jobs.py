@@ -36,7 +36,7 @@ from ..model.session import Session
 Progress = Callable[[str, float], None] | None
 
 KINDS = ("nwb", "hdf5", "phy", "curation", "metrics_csv", "metrics_parquet", "view_html",
-         "view_png")
+         "view_png", "view_svg")
 # The writers given the curated session: its results are seeded first (seed_curated) and the
 # writers then take only what is available (compute=False): nothing is precomputed.
 SEEDED = ("nwb", "hdf5", "phy")
@@ -84,88 +84,76 @@ def curated_session(session: Session, curation: Curation) -> Session:
                    filter_band_hz=session.filter_band_hz, n_jobs=session.n_jobs)
 
 
-def _known(ca, unit_ids, what: str) -> bool:
-    """True when every *new* unit of ``unit_ids`` already has ``what`` in the
-    CuratedAnalysis memo (original units take the session's results)."""
+def _memo(ca, unit_id) -> dict:
+    """The CuratedAnalysis memo of a new unit (empty when nothing is computed yet)."""
     from ..model.ids import id_key
 
-    return all(what in ca._units.get(id_key(u), {}) for u in unit_ids
-               if ca._orig_index(u) is None)
+    return ca._units.get(id_key(unit_id), {})
 
 
 def seed_curated(session: Session, curation: Curation, curated: Session, compute: bool,
                  report: Progress = None) -> list[str]:
     """Seed ``curated.analysis`` (:meth:`~spikeviz.model.analysis.Analysis.store`, memory only)
-    with the results of the current curated units from ``curated_analysis(session,
-    curation)``, under the keys the writers look up (:mod:`spikeviz.io._results`, default
-    parameters): ``templates`` (mean and std), ``unit_peaks``, ``spike_amplitudes`` and
-    ``quality_metrics`` (the unit table's metric columns: the CSV's values). Original units take
-    the session's results; new (merged/split) units are computed from their own spikes, only
-    with ``compute`` -- without it a result is seeded only when it is known for every unit.
-    ``principal_components`` (Phy's ``pc_features.npy``) and ``template_similarity`` are
-    copied only while the spikes are the session's (labels only): an export computes neither.
-    Returns notes on what was left out (the job's warnings)."""
+    from ``curated_analysis(session, curation)``, under the keys the writers look up
+    (:mod:`spikeviz.io._results`, default parameters): ``templates`` (mean and std; then
+    ``unit_peaks`` from them), ``spike_amplitudes`` and ``quality_metrics`` (the metric columns
+    of the unit table: the CSV's values). Original units take the session's results; new
+    (merged/split) units are computed from their own spikes only with ``compute``, else a result
+    is seeded only when known for every unit. ``principal_components`` (Phy's
+    ``pc_features.npy``) and ``template_similarity`` are copied only while the spikes are the
+    session's (labels only): an export computes neither. Returns notes on what was left out."""
     from ..model.curated import curated_analysis
 
     report = report or (lambda step, fraction: None)
     ca = curated_analysis(session, curation)
-    orig, target = session.analysis, curated.analysis
-    sorting = curated.sorting
+    orig, target, sorting = session.analysis, curated.analysis, curated.sorting
     if sorting is not ca.sorting:
         raise InputError("the curation changed since the export started; export again",
                          field="curation")
     ids = sorting.unit_ids
+    new = [u for u in ids if ca._orig_index(u) is None]
     traces = curated.recording is not None and sorting.num_spikes > 0
     notes = []
 
-    def ready(name: str, what: str) -> bool:
-        return compute or (orig.is_available(name) and _known(ca, ids, what))
+    def ready(name: str, *what: str) -> bool:
+        if compute or (orig.is_available(name) and all(w in _memo(ca, u) for u in new
+                                                       for w in what)):
+            return True
+        notes.append(f"{name.replace('_', ' ')} of merged/split units are not computed yet: "
+                     f"not written (tick 'compute missing')")
+        return False
 
-    if traces and not target.is_available("templates"):
-        if ready("templates", "template"):
-            report("templates", 0.1)
-            t = ca.templates(ids)
-            used = np.asarray(orig.arrays("templates")[0]["num_spikes_used"]) \
-                if any(ca._orig_index(u) is not None for u in ids) else None
-            counts = np.array([used[ca._orig_index(u)] if ca._orig_index(u) is not None else
-                               _new_used(ca, u) for u in ids], dtype=np.int64)
-            target.store("templates", {"average": t.data, "std": t.std,
-                                       "num_spikes_used": counts},
-                         {"nbefore": t.nbefore, "nafter": t.data.shape[1] - t.nbefore})
-            target.get("unit_peaks")  # from the seeded templates: no trace is read
-        else:
-            notes.append("templates of merged/split units are not computed yet: not written "
-                         "(tick 'compute missing')")
-    if traces and not target.is_available("spike_amplitudes"):
-        if ready("spike_amplitudes", "amplitudes"):
-            report("spike amplitudes", 0.2)
-            positions, values = ca.spike_amplitudes(ids)
-            amplitudes = np.full(sorting.num_spikes, np.nan, np.float32)
-            amplitudes[positions] = values
-            target.store("spike_amplitudes", {"amplitudes": amplitudes})
-    if not target.is_available("quality_metrics") and ready("quality_metrics", "metrics") \
-            and (compute or not traces or _known(ca, ids, "template")):
+    if traces and not target.is_available("templates") and ready("templates", "template"):
+        report("templates", 0.1)
+        t = ca.templates(ids)
+        used = np.asarray(orig.arrays("templates")[0]["num_spikes_used"]) \
+            if len(new) < len(ids) else None
+        counts = [used[i] if (i := ca._orig_index(u)) is not None else
+                  _memo(ca, u)["template"]["num_spikes_used"] for u in ids]
+        target.store("templates", {"average": t.data, "std": t.std,
+                                   "num_spikes_used": np.asarray(counts, np.int64)},
+                     {"nbefore": t.nbefore, "nafter": t.data.shape[1] - t.nbefore})
+        target.get("unit_peaks")  # from the seeded templates: no trace is read
+    if traces and not target.is_available("spike_amplitudes") and \
+            ready("spike_amplitudes", "amplitudes"):
+        report("spike amplitudes", 0.2)
+        positions, values = ca.spike_amplitudes(ids)
+        amplitudes = np.full(sorting.num_spikes, np.nan, np.float32)
+        amplitudes[positions] = values
+        target.store("spike_amplitudes", {"amplitudes": amplitudes})
+    if not target.is_available("quality_metrics") and \
+            ready("quality_metrics", "metrics", *(("template",) if traces else ())):
         report("quality metrics", 0.3)
-        columns = list(orig.get("quality_metrics").columns)
         frame = ca.unit_frame()
-        columns = [c for c in columns if c in frame]
+        columns = [c for c in orig.get("quality_metrics").columns if c in frame]
         target.store("quality_metrics", {c: frame[c].to_numpy() for c in columns},
                      {"columns": columns})
-    if sorting.spikes_hash() == session.sorting.spikes_hash():
+    if traces and sorting.spikes_hash() == session.sorting.spikes_hash():
         for name, params in (("principal_components", {"all_spikes": True}),
                              ("template_similarity", {})):
-            if traces and not target.is_available(name, **params) and \
-                    orig.is_available(name, **params):
-                arrays, attrs = orig.arrays(name, **params)
-                target.store(name, arrays, attrs, **params)
+            if not target.is_available(name, **params) and orig.is_available(name, **params):
+                target.store(name, *orig.arrays(name, **params), **params)
     return notes
-
-
-def _new_used(ca, unit_id) -> int:
-    from ..model.ids import id_key
-
-    template = ca._units.get(id_key(unit_id), {}).get("template", {})
-    return int(template.get("num_spikes_used", -1))
 
 
 def unit_frame(session: Session, curation: Curation) -> pd.DataFrame:
@@ -292,7 +280,8 @@ def run_export(kind: str, session: Session, curation: Curation, output_dir: str 
     :func:`nwb_metadata`), ``include_recording`` (NWB), ``style`` / ``time_unit`` (HDF5),
     ``compute`` (compute the results of curated units that do not have them yet: merged/split
     units, see :func:`seed_curated`; default True),
-    ``view`` (the name of the view in ``views`` for ``view_html``/``view_png``).
+    ``view`` (the name of the view in ``views`` for ``view_html``/``view_png``/
+    ``view_svg``).
     ``progress(step, fraction)`` is called as the work advances, ``("done", 1.0)`` last.
     """
     if kind not in KINDS:
@@ -435,4 +424,5 @@ def _view_writer(name: str):
 
 _WRITERS = {"nwb": _nwb, "hdf5": _hdf5, "phy": _phy, "curation": _curation,
             "metrics_csv": _metrics, "metrics_parquet": _metrics_parquet,
-            "view_html": _view_writer("view_html"), "view_png": _view_writer("view_png")}
+            "view_html": _view_writer("view_html"), "view_png": _view_writer("view_png"),
+            "view_svg": _view_writer("view_svg")}

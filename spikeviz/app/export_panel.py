@@ -43,11 +43,11 @@ MESSAGE_CHARS = 300
 MAX_DOWNLOAD_BYTES = 200 * 1024 ** 2
 
 _SVG_NOTE = (
-    "**PNG** is rendered on the server by headless Chromium; **HTML** keeps the view "
-    "interactive and opens offline. For a quick picture, the save tool of each plot's toolbar "
-    "downloads a PNG from the browser. **SVG** is not produced on the server (Bokeh needs a "
-    "browser driver for it): a plot drawn with Bokeh's SVG backend saves SVG through that "
-    "same toolbar tool.")
+    "**PNG** and **SVG** are rendered on the server by headless Chromium; **HTML** keeps the "
+    "view interactive and opens offline. SVG: one file per plot of the view (several are "
+    "downloaded as a zip), drawn with Bokeh's SVG backend; datashaded layers are embedded "
+    "as images. For a quick picture, the save tool of each plot's toolbar downloads a PNG "
+    "from the browser.")
 
 
 def _size_text(size: int) -> str:
@@ -233,7 +233,9 @@ class ExportPanel(pn.viewable.Viewer):
         png = self._button("Export PNG", "view_png", lambda: {"view": self.view_select.value})
         png.disabled = not jobs.png_available()
         self._view_buttons = [png, self._button("Export HTML", "view_html",
-                                                lambda: {"view": self.view_select.value})]
+                                                lambda: {"view": self.view_select.value}),
+                              self._button("Export SVG", "view_svg",
+                                           lambda: {"view": self.view_select.value})]
         views = pn.Column(self.view_select, pn.Row(*self._view_buttons),
                           pn.pane.Markdown(_SVG_NOTE), name="Views")
         self._on_views()
@@ -270,7 +272,8 @@ class ExportPanel(pn.viewable.Viewer):
         if names and self.view_select.value not in names:
             self.view_select.value = names[0]
         self._view_buttons[1].disabled = not names
-        self._view_buttons[0].disabled = not names or not jobs.png_available()
+        for button in (self._view_buttons[0], self._view_buttons[2]):  # PNG, SVG: Chromium
+            button.disabled = not names or not jobs.png_available()
 
     def form_values(self) -> dict:
         """The NWB form as flat metadata values (session_start_time timezone-aware)."""
@@ -349,4 +352,4 @@ class ExportPanel(pn.viewable.Viewer):
 
 _LABELS = {"nwb": "NWB", "hdf5": "HDF5", "phy": "Phy folder", "curation": "curation JSON",
            "metrics_csv": "unit table CSV", "metrics_parquet": "unit table Parquet",
-           "view_html": "view HTML", "view_png": "view PNG"}
+           "view_html": "view HTML", "view_png": "view PNG", "view_svg": "view SVG"}

@@ -307,6 +307,43 @@ def test_views_as_html_and_png(session, curation, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
 
 
+def svg_elements(text):
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(text)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    return {element.tag.rsplit("}", 1)[-1] for element in root.iter()}
+
+
+def test_views_as_svg(session, curation, tmp_path):
+    hv = pytest.importorskip("holoviews")
+    hv.extension("bokeh")
+    views = {"curve": hv.Curve([1, 3, 2]),
+             "layout": pn.Column(pn.pane.Markdown("# probe"), hv.Scatter([(0, 1), (1, 2)]),
+                                 hv.Image(np.arange(12.0).reshape(3, 4))),
+             "text": pn.pane.Markdown("no plot")}
+    p = ExportPanel(session, curation, views=views, output_dir=tmp_path)
+    if not jobs.png_available():
+        assert p._view_buttons[2].disabled
+        pytest.skip("no Chromium/Playwright: SVG export disabled")
+    assert not p._view_buttons[2].disabled
+    one = p.run_job("view_svg", {"view": "curve"})
+    assert one.path.name == "ks_curve.svg" and one.download == one.path
+    assert "path" in svg_elements(one.path.read_text())
+    several = p.run_job("view_svg", {"view": "layout"})
+    assert several.path.is_dir() and several.download.suffix == ".zip"
+    names = sorted(f.name for f in several.path.iterdir())
+    assert names == ["plot_1.svg", "plot_2.svg"]
+    tags = [svg_elements((several.path / n).read_text()) for n in names]
+    assert "path" in tags[0] and "image" in tags[1]  # the raster is embedded as an image
+    with zipfile.ZipFile(several.download) as z:
+        assert sorted(z.namelist()) == [f"ks_layout_svg/{n}" for n in names]
+    with pytest.raises(InputError, match="no Bokeh plot"):
+        p.run_job("view_svg", {"view": "text"})
+    assert sorted(f.name for f in tmp_path.iterdir()) == \
+        ["ks_curve.svg", "ks_layout_svg", "ks_layout_svg.zip"]
+
+
 # -- the panel: form, background, failures --------------------------------------------------
 def fill_form(p, **values):
     for key, value in {**FORM, **values}.items():
