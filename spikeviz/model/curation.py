@@ -24,6 +24,7 @@ Rules:
 from __future__ import annotations
 
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,12 @@ class Curation(SlotEngine, param.Parameterized):
     JSON file (see :mod:`spikeviz.model.curation_log`) before it takes effect; an existing log
     is checked against ``sorting.spikes_hash()`` and resumed exactly (undo position included).
     Watch :attr:`sorting` (``curation.param.watch(fn, "sorting")``) to follow every change.
+
+    One writer per log: a Curation with a log holds an exclusive lock on it (``PATH.lock``)
+    until :meth:`close` (or ``with Curation(...) as c:``), its garbage collection or the end of
+    its process; opening the log again meanwhile, here or in another process, raises
+    :class:`~spikeviz.model.curation_log.LogLockedError` (an InputError naming the holder).
+    A save also refuses to overwrite a log that another writer changed since this one read it.
     """
 
     sorting = param.ClassSelector(class_=Sorting, constant=True, doc="""
@@ -69,11 +76,39 @@ class Curation(SlotEngine, param.Parameterized):
         self._facts = {"spikes_hash": sorting.spikes_hash(), "num_spikes": sorting.num_spikes,
                        "num_units": sorting.num_units,
                        "sampling_frequency": sorting.sampling_frequency}
-        if path is not None and path.exists():
-            self._resume(path)
-        else:
-            self._save()
-            self._publish()
+        self._generation = 0  # of the log document last read or written here
+        self._closed = False
+        self._release = None
+        self._locked = False  # split files are swept only by a locked writer
+        if path is not None:
+            lock = log.LogLock(path)
+            lock.acquire()
+            self._locked = lock.held
+            self._release = weakref.finalize(self, lock.release)  # also at garbage collection
+        try:
+            if path is not None and path.exists():
+                self._resume(path)
+            else:
+                self._save()
+                self._publish()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifetime --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the log's lock (idempotent). The curated sorting stays readable; further
+        changes are refused (open the log again to continue). Nothing to do without a log."""
+        with self._lock:
+            self._closed = True
+            if self._release is not None:
+                self._release()
+
+    def __enter__(self) -> Curation:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- public actions ------------------------------------------------------------------
     def label(self, unit_ids, label: str) -> None:
@@ -123,35 +158,7 @@ class Curation(SlotEngine, param.Parameterized):
         with self._lock:
             slot = self._slot(unit_id, "unit_id")
             uid = self._slot_ids[slot]
-            current = self.sorting
-            unit_positions = current.spike_indices(uid)
-            selection = np.asarray(spike_indices)
-            if selection.dtype == bool:
-                if selection.shape != unit_positions.shape:
-                    raise InputError(f"a boolean mask needs one entry per spike of unit {uid!r} "
-                                     f"({unit_positions.size}), got shape {selection.shape}",
-                                     field="spike_indices")
-                positions = unit_positions[selection].astype(np.int64)
-            elif selection.size == 0 or selection.dtype.kind in "iu":
-                positions = np.unique(selection.astype(np.int64).ravel())
-                if positions.size and (positions[0] < 0 or positions[-1] >= current.num_spikes):
-                    raise InputError(f"spike positions must lie in [0, {current.num_spikes})",
-                                     field="spike_indices")
-                if positions.size and (current.unit_index[positions]
-                                       != current.unit_index_of(uid)).any():
-                    raise InputError(f"some selected spikes do not belong to unit {uid!r}",
-                                     field="spike_indices")
-            else:
-                raise InputError(f"expected integer positions or a boolean mask, got dtype "
-                                 f"{selection.dtype}", field="spike_indices")
-            if positions.size == 0:
-                raise InputError("the selection is empty: nothing to split off",
-                                 field="spike_indices")
-            if positions.size == unit_positions.size:
-                raise InputError(f"the selection holds all {positions.size} spikes of unit "
-                                 f"{uid!r}: nothing would remain", field="spike_indices")
-            if self._kept is not None:
-                positions = self._kept[positions]
+            positions = self._split_positions(uid, spike_indices)
             new = self._allocate(2)
             self._do({"op": "split", "unit_id": uid, "new_unit_ids": new,
                       "_groups": [positions]})
@@ -292,7 +299,11 @@ class Curation(SlotEngine, param.Parameterized):
         """A Curation of ``sorting`` whose log holds the actions of a v2 dict (or list)."""
         from .curation_si import from_si
         curation_obj = cls(sorting, log_path=log_path)
-        from_si(curation_obj, curation)
+        try:
+            from_si(curation_obj, curation)
+        except BaseException:
+            curation_obj.close()
+            raise
         return curation_obj
 
     # -- log and publication ---------------------------------------------------------------
@@ -307,6 +318,7 @@ class Curation(SlotEngine, param.Parameterized):
         record = self._apply(action)
         saved = (self._actions, self._position, self._next_id)
         try:
+            self._check_open()
             if action["op"] == "split" and self.log_path is not None:
                 action["groups"] = [log.write_group(self.log_path, g) for g in action["_groups"]]
             self._actions = [*self._actions[:self._position], action]
@@ -319,16 +331,31 @@ class Curation(SlotEngine, param.Parameterized):
         self._undo.append(record)
         self._publish()
 
-    def _document(self) -> dict:
+    def _document(self, generation: int) -> dict:
         return {"format": log.FORMAT, "format_version": log.FORMAT_VERSION,
                 "sorting": self._facts, "next_unit_id": self._next_id,
-                "position": self._position,
+                "position": self._position, "generation": generation,
                 "actions": [{k: v for k, v in a.items() if not k.startswith("_")}
                             for a in self._actions]}
 
+    def _check_open(self) -> None:
+        if self._closed and self.log_path is not None:
+            raise InputError("this curation was closed; open the log again to change it",
+                             path=self.log_path)
+
     def _save(self) -> None:
-        if self.log_path is not None:
-            log.write_document(self.log_path, self._document())
+        """Write the document (refused if another writer changed the log since this object
+        read or wrote it), then delete the split files it no longer names."""
+        path = self.log_path
+        if path is None:
+            return
+        self._check_open()
+        log.check_generation(path, self._generation)
+        document = self._document(self._generation + 1)
+        log.write_document(path, document)
+        self._generation += 1
+        if self._locked:
+            log.remove_unreferenced(path, document["actions"])
 
     def _resume(self, path: Path) -> None:
         document = log.read_document(path, self._facts)
@@ -352,6 +379,7 @@ class Curation(SlotEngine, param.Parameterized):
                                  path=path, field=f"actions[{i}]") from None
             self._position = i + 1
         self._next_id = max(self._next_id, document["next_unit_id"])
+        self._generation = document.get("generation", 0)
         self._publish()
 
     def _publish(self) -> None:

@@ -29,8 +29,8 @@ LABELS = ("good", "mua", "noise", "unsorted")
 class SlotEngine:
     """Mixin holding the slot state and the pure state transitions of a Curation.
 
-    The host provides ``original`` (the Sorting the actions apply to); locking, logging and
-    publishing are the host's.
+    The host provides ``original`` (the Sorting the actions apply to) and ``sorting`` (the
+    current curated one); locking, logging and publishing are the host's.
     """
 
     def _init_slots(self, sorting: Sorting) -> None:
@@ -124,6 +124,38 @@ class SlotEngine:
         self._slot_ids.append(key)
         return self._slot_of[key]
     # -- transitions --------------------------------------------------------------------
+    def _split_positions(self, uid, spike_indices) -> np.ndarray:
+        """Original positions of the spikes of ``uid`` that a split selects (see
+        ``Curation.split``: curated positions or a boolean mask over the unit)."""
+        current = self.sorting
+        unit_positions = current.spike_indices(uid)
+        selection = np.asarray(spike_indices)
+        if selection.dtype == bool:
+            if selection.shape != unit_positions.shape:
+                raise InputError(f"a boolean mask needs one entry per spike of unit {uid!r} "
+                                 f"({unit_positions.size}), got shape {selection.shape}",
+                                 field="spike_indices")
+            positions = unit_positions[selection].astype(np.int64)
+        elif selection.size == 0 or selection.dtype.kind in "iu":
+            positions = np.unique(selection.astype(np.int64).ravel())
+            if positions.size and (positions[0] < 0 or positions[-1] >= current.num_spikes):
+                raise InputError(f"spike positions must lie in [0, {current.num_spikes})",
+                                 field="spike_indices")
+            if positions.size and (current.unit_index[positions]
+                                   != current.unit_index_of(uid)).any():
+                raise InputError(f"some selected spikes do not belong to unit {uid!r}",
+                                 field="spike_indices")
+        else:
+            raise InputError(f"expected integer positions or a boolean mask, got dtype "
+                             f"{selection.dtype}", field="spike_indices")
+        if positions.size == 0:
+            raise InputError("the selection is empty: nothing to split off",
+                             field="spike_indices")
+        if positions.size == unit_positions.size:
+            raise InputError(f"the selection holds all {positions.size} spikes of unit "
+                             f"{uid!r}: nothing would remain", field="spike_indices")
+        return positions if self._kept is None else self._kept[positions]
+
     def _apply(self, action: dict) -> tuple:
         """Change the state by ``action``; returns the record that reverts it."""
         op = action["op"]

@@ -178,7 +178,11 @@ class Session(param.Parameterized):
         :meth:`curation_log_path` (resumed when it exists). If the log folder cannot be
         created the curation is kept in memory only, with a warning. A log that belongs to
         other spikes (or cannot be read) is moved aside to ``curation.json.orphan-<time>``,
-        with a warning, and a new curation starts: nothing is deleted.
+        with a warning, and a new curation starts: nothing is deleted. A log another
+        Curation holds (another Session of the same folder, here or in another process: a
+        notebook, ``spikeviz serve``) raises
+        :class:`~spikeviz.model.curation_log.LogLockedError`, an InputError naming the
+        holder; ``cache_dir=None`` curates in memory instead.
         """
         with self._curation_lock:
             if self._curation is None:
@@ -187,6 +191,7 @@ class Session(param.Parameterized):
 
     def _open_curation(self):
         from .curation import Curation
+        from .curation_log import LogLockedError
         path = self.curation_log_path()
         if path is not None:
             try:
@@ -210,8 +215,8 @@ class Session(param.Parameterized):
                           f"kept in memory only", stacklevel=3)
             return Curation(self.sorting)
         except InputError as err:
-            if not path.exists():
-                raise
+            if isinstance(err, LogLockedError) or not path.exists():
+                raise  # a log held by another writer is never moved aside
             aside = path.with_name(f"{path.name}.orphan-{time.strftime('%Y%m%d-%H%M%S')}")
             path.replace(aside)
             warnings.warn(f"the curation log {path} cannot be resumed ({err.message}); it was "

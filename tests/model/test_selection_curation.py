@@ -151,6 +151,7 @@ def test_log_beside_the_source_is_resumed_and_survives_a_crash(tmp_path, monkeyp
         first.curation.remove([40])
     monkeypatch.undo()
     json.loads(log_path.read_text())  # the log on disk is whole
+    first.curation.close()  # one writer per log: the first session lets go of it
     again = Session(make_sorting(), source=str(source))
     assert again.curation.sorting.unit_ids.tolist() == [30, 40, 50, merged]
     assert again.curation.sorting.labels[30] == "good"
@@ -174,6 +175,7 @@ def test_unwritable_cache_dir_falls_back_to_the_user_cache(tmp_path, monkeypatch
     path = session.curation.log_path
     assert path.is_relative_to(tmp_path / "user") and path.exists() and not locked.exists()
     session.curation.merge([10, 20])
+    session.curation.close()
     again = Session(make_sorting(), cache_dir=locked / "cache")
     assert again.curation.log_path == path and again.curation.can_undo  # found again
 
