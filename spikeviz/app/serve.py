@@ -130,6 +130,7 @@ def _shared(key: tuple, loader: Callable[[], Session], warm: bool) -> Session:
         session = _SESSIONS.get(key)
         if session is None:
             session = loader()
+            _ = session.curation  # take the curation log now: a log held elsewhere fails at start
             if warm:
                 seconds = warm_up(session)
                 print(f"spikeviz: prepared {session!r} in {seconds:.1f} s", flush=True)
@@ -205,6 +206,7 @@ def serve(session_factory: Callable[[], Session], port: int = 5006,
     if not isinstance(session, Session):
         raise InputError(f"the session factory returned {type(session).__name__}, not a "
                          f"spikeviz Session", field="session_factory")
+    _ = session.curation  # take the curation log now: a log held elsewhere fails at start
     if warm:
         seconds = warm_up(session)
         print(f"spikeviz: prepared {session!r} in {seconds:.1f} s", flush=True)
