@@ -23,6 +23,7 @@ from spikeviz.app.serve import serve  # noqa: E402
 from spikeviz.model.depth import unit_depths_um  # noqa: E402
 from spikeviz.views import Raster, UnitTable, raster_data  # noqa: E402
 from spikeviz.views import raster as raster_module  # noqa: E402
+from spikeviz.views.raster_data import _DATA as RASTER_DATA_CACHE  # noqa: E402
 from spikeviz.views.unit_table import DEPTH_TOOLTIP, label_duplicate_columns  # noqa: E402
 
 FS = 30_000.0
@@ -125,7 +126,7 @@ def test_table_columns(session, linked):
 def test_table_depth_comes_from_the_model_not_the_raster():
     session = make_session(num_spikes=5000, seed=7)
     table = UnitTable(session)
-    assert session.curation.sorting not in raster_module._DATA  # no raster data for the table
+    assert session.curation.sorting not in RASTER_DATA_CACHE  # no raster data for the table
     depths, source = unit_depths_um(session)
     assert source == "peak_channel_id"
     column = table.widget.value["depth_um"].to_numpy()
