@@ -67,6 +67,17 @@ class View(pn.viewable.Viewer):
         """The current curated sorting."""
         return self.curation.sorting
 
+    def __panel__(self):
+        """The view's layout (subclasses build ``self._layout``)."""
+        return self._layout
+
+    def _start(self) -> None:
+        """Draw now if shown, else once when first shown (end of a subclass's __init__)."""
+        if self.active:
+            self.refresh()
+        else:
+            self._stale = True
+
     # -- watching ----------------------------------------------------------------------------
     def _watch(self, obj: param.Parameterized, names, fn) -> None:
         """Call ``fn(*events)`` when ``names`` of ``obj`` change, or defer it while hidden."""

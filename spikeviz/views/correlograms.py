@@ -101,13 +101,7 @@ class Correlograms(View):
         self._watch(self.curation, "sorting", self._changed)
         self._watch(self, ["window_ms", "bin_ms", "refractory_ms", "normalization",
                            "max_units", "cell_px"], self._changed)
-        if self.active:
-            self.refresh()
-        else:
-            self._stale = True
-
-    def __panel__(self):
-        return self._layout
+        self._start()
 
     # -- data ------------------------------------------------------------------------------
     def shown_units(self) -> tuple[list, int]:

@@ -115,13 +115,7 @@ class ISIView(View):
         self._watch(self.curation, "sorting", self._changed)
         self._watch(self, ["isi_window_ms", "isi_bin_ms", "log_bins", "num_log_bins",
                            "refractory_ms", "rate_bin_s", "max_units"], self._changed)
-        if self.active:
-            self.refresh()
-        else:
-            self._stale = True
-
-    def __panel__(self):
-        return self._layout
+        self._start()
 
     # -- data ------------------------------------------------------------------------------
     def isi_histograms(self, unit_ids) -> tuple[np.ndarray, np.ndarray]:

@@ -110,13 +110,7 @@ class LassoScatter(View):
         self._watch(self.selection, "unit_ids", lambda *e: self.refresh())
         self._watch(self.curation, "sorting", lambda *e: self.refresh())
         self._watch(self.selection, "spike_indices", lambda *e: self._on_spikes())
-        if self.active:
-            self.refresh()
-        else:
-            self._stale = True
-
-    def __panel__(self):
-        return self._layout
+        self._start()
 
     # -- for subclasses -------------------------------------------------------------------------
     def load(self, unit_ids: list) -> SpikeCloud | str:

@@ -108,13 +108,7 @@ class Probe(View):
         self._watch(self.selection, ["unit_ids"], self._changed)
         self._watch(self.curation, ["sorting"], self._changed)
         self._watch(self, ["radius_um"], self._changed)
-        if self.active:
-            self.refresh()
-        else:
-            self._stale = True
-
-    def __panel__(self):
-        return self._layout
+        self._start()
 
     @staticmethod
     def _empty_frame() -> pd.DataFrame:

@@ -176,9 +176,6 @@ class Raster(View):
                                  self._pane, sizing_mode="stretch_both",
                                  min_height=self.min_height + 40)
 
-    def __panel__(self):
-        return self._layout
-
     # -- public, read-only facts (used by tests and other code) --------------------------------
     @property
     def data(self) -> RasterData:

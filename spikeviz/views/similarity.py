@@ -155,13 +155,7 @@ class Similarity(View):
         self._watch(self.selection, "unit_ids", self._changed)
         self._watch(self.curation, "sorting", self._changed)
         self._watch(self, ["top", "refractory_ms"], self._changed)
-        if self.active:
-            self.refresh()
-        else:
-            self._stale = True
-
-    def __panel__(self):
-        return self._layout
+        self._start()
 
     # -- data ------------------------------------------------------------------------------
     @property

@@ -217,13 +217,7 @@ class TemplatesView(View):
         self._watch(self.curation, ["sorting"], self._changed)
         self._watch(self, ["mode", "num_channels", "vertical_scale", "show_std",
                            "num_waveforms", "density_spikes", "seed"], self._changed)
-        if self.active:
-            self.refresh()
-        else:
-            self._stale = True
-
-    def __panel__(self):
-        return self._layout
+        self._start()
 
     def _changed(self, *events) -> None:
         self.refresh()

@@ -126,13 +126,7 @@ class Traces(View):
         self._watch(self.curation, ["sorting"], lambda *e: self.refresh())
         self._watch(self, ["filter", "band_hz", "cmr", "gain", "show_all_units",
                            "max_line_channels"], lambda *e: self.refresh())
-        if self.active:
-            self.refresh()
-        else:
-            self._stale = True
-
-    def __panel__(self):
-        return self._layout
+        self._start()
 
     # -- what is shown (read by tests) ---------------------------------------------------------
     @property

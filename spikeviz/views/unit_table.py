@@ -258,9 +258,6 @@ class UnitTable(View):
         if self.expression:
             self._on_expression()
 
-    def __panel__(self):
-        return self._layout
-
     # -- data ------------------------------------------------------------------------------------
     def _build_frame(self) -> pd.DataFrame:
         return unit_frame(self.session, self.curation)
