@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from scipy import ndimage
 
 from .base import View
 from .colors import unit_colors
@@ -48,6 +49,10 @@ def _ramp(start: str, end: str, n: int = 64) -> list[str]:
 
 HIGHLIGHT_CMAP = _ramp("#303030", "#000000")
 BACKGROUND_CMAP = _ramp("#dddddd", "#8a8a8a")
+#: Below this fraction of non-empty pixels a layer is sparse: each spike is drawn
+#: SPREAD_PX pixels wider on every side (display only).
+SPARSE_FRACTION = 0.02
+SPREAD_PX = 1
 _Redraw = hv.streams.Stream.define("Redraw", token=0)
 
 
@@ -291,8 +296,11 @@ class LassoScatter(View):
         agg = self._canvas(xr, yr, w, h).points(frame, "x", "y", agg=ds.count_cat("unit"))
         self.counts = np.asarray(agg.data)
         colors = unit_colors(cloud.unit_ids)
-        rgba = tf.shade(agg, color_key=colors, how="eq_hist", min_alpha=80,
-                        rescale_discrete_levels=True).data  # uint32, row 0 = y min
+        shaded = tf.shade(agg, color_key=colors, how="eq_hist", min_alpha=80,
+                          rescale_discrete_levels=True)
+        # sparse clouds: isolated spikes grow to up to 5 x 5 px so they stay visible (display
+        # only; counts and selections are per spike)
+        rgba = tf.dynspread(shaded, threshold=0.5, max_px=2).data  # uint32, row 0 = y min
         rgba = np.flipud(np.ascontiguousarray(rgba).view(np.uint8).reshape(h, w, 4))
         return hv.RGB(rgba, bounds=self._bounds(xr, yr), kdims=self._dims(), group="Spikes")
 
@@ -309,6 +317,11 @@ class LassoScatter(View):
         agg = self._canvas(xr, yr, w, h).points(frame, "x", "y", agg=ds.count())
         counts = np.asarray(agg.data)
         values = counts.astype(np.float32)
+        if 0 < np.count_nonzero(counts) < SPARSE_FRACTION * counts.size:
+            # sparse: empty pixels next to a spike show it too (display only; the counts
+            # returned stay exact)
+            values = np.where(counts > 0, values,
+                              ndimage.maximum_filter(values, size=2 * SPREAD_PX + 1))
         values[values == 0] = np.nan
         if not np.isfinite(values).any():
             dim = dim.clone(range=(1, 2))

@@ -256,3 +256,17 @@ def test_unit_click_updates_the_same_figure_in_place():
         assert (fig.x_range.start, fig.x_range.end) == pytest.approx((0.0, DURATION_S))
 
     asyncio.run(run())
+
+
+def test_sparse_spikes_are_drawn_wider_but_counted_exactly():
+    session = make_session(num_spikes=60)
+    view = Amplitudes(session)
+    session.selection.unit_ids = [int(IDS[1])]
+    mask = np.zeros(view.cloud.num_spikes, dtype=bool)
+    mask[:3] = True
+    view.selection.spike_indices = view.cloud.positions[mask]
+    image = view._highlight_element(width=400, height=300)
+    counted = np.count_nonzero(view.highlight_counts)  # counts stay per spike, undilated
+    assert 1 <= counted <= view.highlight_counts.sum() <= 3
+    drawn = np.isfinite(image.dimension_values(2, flat=False)).sum()
+    assert counted < drawn <= 9 * counted  # each spike covers up to a 3 x 3 block on screen
