@@ -95,14 +95,28 @@ def start_server(args: list[str], workdir: Path, env: dict | None = None,
 
 
 class Messages(list):
-    """Console errors, page errors and failed requests of the pages it listens to."""
+    """Console errors, page errors and failed requests of the pages it listens to:
+    ``(kind, text, url)``; ``steps[i]`` is what ``step`` said when message i came."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps: list[str] = []
+        self.step = ""
+
+    def add(self, kind: str, text: str, url: str) -> None:
+        self.append((kind, text, url))
+        self.steps.append(self.step)
 
     def listen(self, page) -> None:
-        page.on("console", lambda m: self.append(
-            ("console", m.text, m.location.get("url", ""))) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.append(("pageerror", str(e), "")))
-        page.on("requestfailed", lambda r: self.append(
-            ("requestfailed", f"{r.failure}", r.url)))
+        page.on("console", lambda m: self.add(
+            "console", m.text, m.location.get("url", "")) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.add(
+            "pageerror", f"{e}\n{getattr(e, 'stack', '') or ''}"[:2000], ""))
+        page.on("requestfailed", lambda r: self.add("requestfailed", f"{r.failure}", r.url))
+
+    def where(self, message) -> str:
+        """The step of ``message`` (one of this list's items)."""
+        return self.steps[self.index(message)]
 
 
 def unexpected_messages(messages, host: str) -> list:
@@ -186,9 +200,9 @@ def assert_no_traceback(page) -> None:
                                                                 match.end() + 300]}..."
 
 
-def screenshot(page, name: str) -> Path:
-    """Save the page to test-artifacts/<name>.png; the path."""
+def screenshot(page, name: str, full_page: bool = False) -> Path:
+    """Save the page (the viewport, or all of it) to test-artifacts/<name>.png; the path."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path))
+    page.screenshot(path=str(path), full_page=full_page)
     return path

@@ -76,6 +76,13 @@ def server(dataset, tmp_path_factory):
         srv.stop()
 
 
+@pytest.fixture(autouse=True)
+def _step(request):
+    """Messages from the browser are tagged with the test that was running."""
+    if "ui" in request.fixturenames:
+        request.getfixturevalue("ui").messages.step = request.node.name
+
+
 @pytest.fixture(scope="module")
 def ui(server):
     from playwright.sync_api import sync_playwright
@@ -154,8 +161,8 @@ class UI:
     def status(self, pattern: str):
         return wait_text(self.page, pattern, ACTION_TIMEOUT_S)
 
-    def shot(self, name: str) -> Path:
-        return screenshot(self.page, f"curation_{name}")
+    def shot(self, name: str, full_page: bool = False) -> Path:
+        return screenshot(self.page, f"curation_{name}", full_page=full_page)
 
 
 def curation_log(folder: Path) -> dict:
@@ -406,6 +413,15 @@ def _expected_ids(ui) -> set:
     return (set(range(NUM_UNITS)) - {a, b}) | set(ui.state["split"])
 
 
+def _show_export_result(ui) -> None:
+    """Scroll the export panel's result line into view (for the screenshot)."""
+    written = ui.page.get_by_text(re.compile(r"Written to")).last
+    try:
+        written.scroll_into_view_if_needed(timeout=5000)
+    except Exception:  # only the screenshot is worse
+        pass
+
+
 def test_6_export_curation_json_and_hdf5(ui, dataset):
     folder, _ = dataset
     page = ui.page
@@ -424,6 +440,7 @@ def test_6_export_curation_json_and_hdf5(ui, dataset):
 
     for step in steps:
         validate_curation_dict(step)
+    _show_export_result(ui)
     ui.shot("6_export_json")
 
     # the steps turn the original sorting into the curated units
@@ -450,14 +467,15 @@ def test_6_export_curation_json_and_hdf5(ui, dataset):
     for unit in expected:
         assert exported.spike_indices(unit).size == ui.spikes_of(unit), unit
     assert_no_traceback(page)
+    _show_export_result(ui)
     ui.shot("6_export_hdf5")
 
 
 def test_7_no_console_errors(ui):
     assert_no_traceback(ui.page)
     host = urlparse(ui.server.url).hostname
-    bad = unexpected_messages(ui.messages, host)
-    assert not bad, f"browser errors: {bad}\n{ui.server.logs()}"
+    bad = [(ui.messages.where(m), *m) for m in unexpected_messages(ui.messages, host)]
+    assert not bad, f"browser errors (step, kind, text, url): {bad}\n{ui.server.logs()}"
     log = ui.server.stderr.read_text(errors="replace")
     assert "Traceback" not in log, ui.server.logs()
 
