@@ -40,6 +40,12 @@ from .common import present_units
 
 COLUMNS = ["unit_id", "score", "similarity", "ccg_contamination", "ccg_observed",
            "ccg_expected", "label", "num_spikes"]
+#: What the table shows, always in this order: the columns of both evidence sources (the
+#: session's template + CCG suggestions, or the correlogram-only fallback), NaN where a source
+#: has no value. Fixed, so a new unit only swaps rows (changing the columns of a shown
+#: Tabulator while it redraws raised a JavaScript error in the browser).
+TABLE_COLUMNS = ["unit_id", "score", "similarity", "ccg_refractory_ratio", "ccg_shape_distance",
+                 "ccg_contamination", "ccg_observed", "ccg_expected", "label", "num_spikes"]
 _BLOCK_PAIRS = 2_000_000  # neighbour positions expanded at once
 _MEMO = 32  # similarity tables remembered per view (of the current sorting)
 
@@ -276,11 +282,7 @@ class Similarity(View):
         self.refresh()
 
     def _table_value(self) -> pd.DataFrame:
-        frame = self.frame.head(self.top).reset_index()
-        first = [c for c in COLUMNS[:3] if c in frame.columns]
-        last = [c for c in ("label", "num_spikes") if c in frame.columns]
-        middle = [c for c in frame.columns if c not in first + last]
-        return frame[first + middle + last]
+        return self.frame.head(self.top).reset_index().reindex(columns=TABLE_COLUMNS)
 
     def _info_html(self) -> str:
         if self.best_unit_id is None:

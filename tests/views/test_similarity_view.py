@@ -11,7 +11,11 @@ import spikeviz as sv
 
 pn = pytest.importorskip("panel")
 
-from spikeviz.views.similarity import Similarity, refractory_coincidences  # noqa: E402
+from spikeviz.views.similarity import (  # noqa: E402
+    TABLE_COLUMNS,
+    Similarity,
+    refractory_coincidences,
+)
 
 FS = 30_000.0
 DURATION_S = 60.0
@@ -252,3 +256,16 @@ def test_new_selection_updates_the_same_table_model_in_place(trains):
     assert list(source.data["unit_id"]) == second
     view.selection.unit_ids = [3]
     assert list(source.data["unit_id"]) == first and calls == [1]
+
+
+def test_table_columns_never_change(trains):
+    """Regression: changing a shown Tabulator's columns during a merge raised a JS error."""
+    view = Similarity(make_session(trains))
+    empty = list(view.table.value.columns)
+    # both evidence sources' columns (template + CCG suggestions, CCG-only fallback)
+    assert empty == TABLE_COLUMNS and {"ccg_refractory_ratio", "ccg_contamination"} <= set(empty)
+    view.selection.unit_ids = [4]
+    assert len(view.table.value) > 0
+    assert list(view.table.value.columns) == empty
+    view.selection.unit_ids = []
+    assert list(view.table.value.columns) == empty
