@@ -8,6 +8,8 @@ from . import compute, export
 from .errors import InputError, SpikevizError
 from .io import load, read_recording
 from .model import Recording, Session, Sorting, Templates
+from .model.comparison import Comparison, compare
+from .model.comparison_multi import MultiComparison, compare_multiple
 
 __version__ = "0.1.0"
 
@@ -42,13 +44,17 @@ from .model import session as _session_module  # noqa: E402
 _session_module.dashboard_factory = _dashboard
 
 __all__ = [
+    "Comparison",
     "InputError",
+    "MultiComparison",
     "Recording",
     "Session",
     "Sorting",
     "SpikevizError",
     "Templates",
     "__version__",
+    "compare",
+    "compare_multiple",
     "compute",
     "export",
     "from_spikeinterface",
