@@ -111,6 +111,58 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _compare_text(summary: dict) -> list[str]:
+    """The lines ``spikeviz compare`` prints for a :meth:`Comparison.summary`."""
+    gt = summary["ground_truth"]
+    kinds = ("ground truth", "tested") if gt else ("sorting 1", "sorting 2")
+
+    def side(k):
+        return (f"{kinds[k - 1]:<16}{summary['names'][k - 1]}: {summary[f'num_units{k}']:,} "
+                f"units, {summary[f'num_spikes{k}']:,} spikes")
+
+    mean = summary["mean_agreement_matched"]
+    lines = [side(1), side(2),
+             f"{'coincidence':<16}{summary['delta_ms']:g} ms ({summary['delta_samples']} "
+             f"samples at {summary['sampling_frequency']:g} Hz)",
+             f"{'matched units':<16}{summary['num_matched']:,} (Hungarian)",
+             f"{'mean agreement':<16}" + ("n/a" if mean is None else f"{mean:.3f}") +
+             " (matched pairs)"]
+    if gt:
+        for key, value in summary["category_counts"].items():
+            if key not in ("num_gt", "num_sorter"):
+                lines.append(f"{key.removeprefix('num_').replace('_', ' '):<16}{value:,}")
+        for name in ("accuracy", "recall", "precision"):
+            value = summary[f"mean_{name}"]
+            lines.append(f"{'mean ' + name:<16}" + ("n/a" if value is None else f"{value:.3f}"))
+    return lines
+
+
+def cmd_compare(args) -> int:
+    from pathlib import Path
+
+    from .. import compare, load
+    from ..atomic import atomic_file
+
+    sessions = [load(p, sampling_frequency=args.sampling_frequency) for p in (args.a, args.b)]
+    names = [Path(p).name or str(p) for p in (args.a, args.b)]
+    if names[0] == names[1]:
+        names = [str(args.a), str(args.b)]
+    comparison = compare(*sessions, delta_ms=args.delta_ms, ground_truth=args.ground_truth,
+                         names=names, exhaustive_gt=args.exhaustive_gt)
+    if args.json is not None:
+        text = json.dumps(comparison.to_json(), indent=1, allow_nan=False)
+        if args.json == "-":
+            print(text)
+            return 0
+        with atomic_file(args.json, overwrite=True) as tmp:
+            tmp.write_text(text + "\n")
+    for line in _compare_text(comparison.summary()):
+        print(f"  {line}")
+    if args.json is not None:
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _serve(factory, args) -> int:
     from .serve import serve
 
@@ -200,6 +252,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("compare", help="compare two sortings (or ground truth and a sorter)")
+    p.add_argument("a", help="first sorting (the ground truth with --ground-truth)")
+    p.add_argument("b", help="second sorting (the tested one)")
+    p.add_argument("--ground-truth", action="store_true",
+                   help="A is the ground truth: performance per unit and unit categories")
+    p.add_argument("--exhaustive-gt", action="store_true",
+                   help="the ground truth holds every real unit (counts false positive, "
+                        "redundant, overmerged and bad units)")
+    p.add_argument("--delta-ms", type=float, default=0.4,
+                   help="spikes this close coincide, ms (default 0.4)")
+    p.add_argument("--sampling-frequency", type=float, default=None, metavar="HZ",
+                   help="sampling rate in Hz when the files do not say it")
+    p.add_argument("--json", default=None, metavar="OUT",
+                   help="write matches, agreement (and performance) as JSON; - for stdout")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("generate", help="write a synthetic ground-truth dataset (Phy folder)")
     p.add_argument("out", help="output folder")
