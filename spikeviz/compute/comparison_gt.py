@@ -104,9 +104,9 @@ def confusion_matrix(counts, num_spikes1, num_spikes2, match12):
     unmatched), the last row being "FP"; ``cols`` the tested unit positions in column order
     (partners of the matched rows in that order, then the others in unit order), the last
     column being "FN". Cell (gt, its partner) = matches; column FN = gt spikes not matched;
-    row FP = tested spikes not matched. With a match that is not one-to-one (best matching),
-    a tested unit's column appears once per ground-truth unit pointing at it, as in
-    SpikeInterface, and the FP row holds the last one's value.
+    row FP = tested spikes not matched. With a match that is not one-to-one (best matching,
+    where SpikeInterface fails), a tested unit has one column, at its first partner, and its
+    FP is its spike count minus the largest match count of its partners.
     """
     counts = np.asarray(counts, dtype=np.int64)
     num_spikes1 = np.asarray(num_spikes1, dtype=np.int64)
@@ -116,22 +116,21 @@ def confusion_matrix(counts, num_spikes1, num_spikes2, match12):
     matched_rows = np.flatnonzero(match12 >= 0)
     partners = match12[matched_rows]
     rows = np.concatenate([matched_rows, np.flatnonzero(match12 < 0)]).astype(np.int64)
-    other = np.flatnonzero(~np.isin(np.arange(n2), partners))
-    cols = np.concatenate([partners, other]).astype(np.int64)
-    matrix = np.zeros((n1 + 1, cols.size + 1), dtype=np.int64)
+    _, first = np.unique(partners, return_index=True)
+    partner_cols = partners[np.sort(first)]
+    cols = np.concatenate([partner_cols, np.flatnonzero(~np.isin(np.arange(n2), partners))])
+    cols = cols.astype(np.int64)
     row_at = np.empty(n1, dtype=np.int64)
     row_at[rows] = np.arange(n1)
-    col_at = {}
-    for k, c in enumerate(cols.tolist()):
-        col_at.setdefault(c, []).append(k)
-    for r, c in zip(matched_rows.tolist(), partners.tolist(), strict=True):
-        m = counts[r, c]
-        for k in col_at[c]:
-            matrix[row_at[r], k] = m
-            matrix[n1, k] = num_spikes2[c] - m
-        matrix[row_at[r], -1] = num_spikes1[r] - m
-    unmatched = match12 < 0
-    matrix[row_at[unmatched], -1] = num_spikes1[unmatched]
-    for c in other.tolist():
-        matrix[n1, col_at[c][0]] = num_spikes2[c]
+    col_at = np.empty(n2, dtype=np.int64)
+    col_at[cols] = np.arange(n2)
+    matrix = np.zeros((n1 + 1, n2 + 1), dtype=np.int64)
+    m = counts[matched_rows, partners]
+    matrix[row_at[matched_rows], col_at[partners]] = m
+    tp = np.zeros(n1, dtype=np.int64)
+    tp[matched_rows] = m
+    matrix[row_at, -1] = num_spikes1 - tp
+    best = np.zeros(n2, dtype=np.int64)
+    np.maximum.at(best, partners, m)
+    matrix[n1, col_at] = num_spikes2 - best
     return matrix, rows, cols

@@ -30,9 +30,11 @@ def perturbed_pair(seed, num_units=12, duration_s=30.0, bursty=True):
     duplicated times across units)."""
     rng = np.random.default_rng(seed)
     n_samples = int(duration_s * FS)
+    sizes = rng.integers(50, 400, num_units)
+    sizes[5] = sizes[4]  # merged into one unit: both above the overmerged score
     trains = []
     for k in range(num_units):
-        t = rng.integers(0, n_samples, rng.integers(50, 400))
+        t = rng.integers(0, n_samples, sizes[k])
         if bursty and k % 4 == 0:  # bursts: spikes 3-8 samples apart
             t = np.concatenate([t, t[:40] + rng.integers(3, 9, 40), t[:20] + 16])
         trains.append(np.sort(t))
@@ -40,12 +42,12 @@ def perturbed_pair(seed, num_units=12, duration_s=30.0, bursty=True):
     trains[1] = np.union1d(trains[1], trains[2][:30])  # identical times in two units
     tested = []
     for t in trains[:num_units]:
-        keep = t[rng.random(t.size) > 0.1]
-        tested.append(np.sort(np.clip(keep + rng.integers(-14, 15, keep.size), 0, None)))
+        keep = t[rng.random(t.size) > 0.05]  # some jittered beyond 0.4 ms (12 samples)
+        tested.append(np.sort(np.clip(keep + rng.integers(-13, 14, keep.size), 0, None)))
+    tested[4] = np.sort(np.concatenate([tested[4], tested.pop(5)]))  # merge units 4 and 5
     a = tested.pop(3)
     half = rng.random(a.size) < 0.35
-    tested += [a[half], a[~half]]                              # split
-    tested[4] = np.sort(np.concatenate([tested[4], tested.pop(5)]))  # merge
+    tested += [a[half], a[~half]]                              # split unit 3
     tested.append(np.sort(rng.integers(0, n_samples, 300)))    # noise
     tested.append(np.zeros(0, np.int64))                       # empty
     return spike_vector(trains), spike_vector(tested), len(trains), len(tested)
