@@ -104,9 +104,9 @@ class MultiComparison(param.Parameterized):
             for row, unit in enumerate(self._units):
                 u = unit["sorting_units"].get(k)
                 values[row] = None if u is None else ids[u].item()
-            columns[name] = values
-        table = pd.DataFrame(columns, index=pd.RangeIndex(len(self._units),
-                                                          name="consensus_unit_id"))
+            columns[name] = pd.Series(values, dtype=object)  # ids or None, as they are
+        table = pd.DataFrame(columns)
+        table.index = pd.RangeIndex(len(self._units), name="consensus_unit_id")
         return table
 
     def consensus_units(self, min_agreement: int = 1, exact: bool = False) -> pd.DataFrame:

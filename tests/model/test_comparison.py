@@ -290,3 +290,107 @@ def test_confusion_matrix_of_the_split_merge_case():
     assert best.loc["FP", "m"] == 400  # 1000 - the larger of 600 and 400
     empty = sv.compare(gt, sorting([[]]), ground_truth=True).confusion_matrix()
     assert empty["FN"].tolist() == [1000, 600, 400, 0, 0]
+
+
+# -- multi-sorter comparison ------------------------------------------------------------------
+def multi_case():
+    """S0: x (600 spikes), y (400); S1: p = x + y; S2: q = 200 of x + y. Edges x-p 0.6, y-q
+    2/3, p-q 0.6: S0 twice in one component, the weaker x-p edge is cut."""
+    base = np.arange(600) * 3000
+    x, y = base + 100, base[:400] + 1600
+    return [sorting([x, y]), sorting([np.sort(np.concatenate([x, y]))], ["p"]),
+            sorting([np.sort(np.concatenate([x[:200], y]))], ["q"])]
+
+
+def si_units(si) -> dict:
+    return {frozenset(d["unit_ids"].items()): (d["agreement_number"], d["avg_agreement"])
+            for d in si._new_units.values()}
+
+
+def our_units(m) -> dict:
+    return {frozenset((k, row[k]) for k in m.names if row[k] is not None):
+            (row["agreement_number"], row["avg_agreement"]) for _, row in m.units.iterrows()}
+
+
+def test_multi_cleaning_analytic_and_as_spikeinterface():
+    pytest.importorskip("networkx")
+    sortings = multi_case()
+    m = sv.compare_multiple(sortings, names=["S0", "S1", "S2"])
+    graph = m.agreement_graph
+    assert graph[["sorting1", "unit_id1", "sorting2", "unit_id2"]].values.tolist() == [
+        ["S0", 0, "S1", "p"], ["S0", 1, "S2", "q"], ["S1", "p", "S2", "q"]]
+    np.testing.assert_allclose(graph["agreement"], [0.6, 2 / 3, 0.6], rtol=0, atol=1e-15)
+    assert graph["kept"].tolist() == [False, True, True]
+    units = m.units
+    assert units[["S0", "S1", "S2"]].values.tolist() == [[0, None, None], [1, "p", "q"]]
+    assert units["agreement_number"].tolist() == [1, 3]
+    assert units["avg_agreement"].iloc[1] == pytest.approx((0.6 + 2 / 3) / 2, abs=1e-15)
+    assert m.consensus_units(2).index.tolist() == [1]
+    assert m.consensus_units(1, exact=True).index.tolist() == [0]
+    si = sc.compare_multiple_sorters([sv.to_spikeinterface(s) for s in sortings],
+                                     name_list=["S0", "S1", "S2"], n_jobs=1)
+    assert our_units(m) == si_units(si)
+    consensus = m.consensus_sorting(2)
+    assert consensus.unit_ids.tolist() == [1]
+    assert consensus.unit_table.loc[1, "agreement_number"] == 3
+    # union of y and q's other spikes (y-q is the strongest edge, S0 first): y + x[:200]
+    np.testing.assert_array_equal(consensus.spike_train(1), np.sort(np.concatenate(
+        [sortings[0].spike_train(1), sortings[0].spike_train(0)[:200]])))
+    inter = sv.compare_multiple(sortings, spiketrain_mode="intersection")
+    np.testing.assert_array_equal(inter.spike_train(1), sortings[0].spike_train(1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("mode", ["union", "intersection"])
+def test_multi_equals_spikeinterface(seed, mode):
+    pytest.importorskip("networkx")
+    from spikeviz.compute.comparison_multi import consensus_train
+
+    a, b = _pair(seed)
+    sortings = [a, b, sv.Sorting.from_arrays(*_perturb(a, seed), FS)]
+    m = sv.compare_multiple(sortings, spiketrain_mode=mode)
+    si = sc.compare_multiple_sorters([sv.to_spikeinterface(s) for s in sortings], n_jobs=1,
+                                     spiketrain_mode=mode)
+    ours, theirs = our_units(m), si_units(si)
+    assert set(ours) == set(theirs)
+    for key, (number, avg) in theirs.items():
+        assert ours[key][0] == number and abs(ours[key][1] - avg) <= 1e-12
+    assert (m.units["agreement_number"] == 3).sum() >= 5
+    for k in (1, 2, 3):
+        assert {key for key, (n, _) in ours.items() if n >= k} == \
+            {key for key, (n, _) in theirs.items() if n >= k}
+        assert len(m.consensus_units(k)) == len(si.get_agreement_sorting(k).unit_ids)
+    # trains: SpikeInterface orients the strongest edge in set order (hash seed dependent):
+    # its train is ours computed on its orientation; ours puts the earlier sorting first
+    by_key = {frozenset(d["unit_ids"].items()): i for i, d in si._new_units.items()}
+    for cid, key in zip(m.units.index, ours, strict=True):
+        si_id = by_key[key]
+        edges = list(si.subgraphs[si_id].edges(data=True))
+        if edges:
+            (n1, u1), (n2, u2), _ = edges[int(np.argmax([d["weight"] for *_, d in edges]))]
+            expected = consensus_train(sortings[m.names.index(n1)].spike_train(u1),
+                                       sortings[m.names.index(n2)].spike_train(u2), mode)
+            np.testing.assert_array_equal(si._spiketrains[0][si_id], expected)
+        else:
+            np.testing.assert_array_equal(si._spiketrains[0][si_id], m.spike_train(cid))
+    s = m.consensus_sorting(2)
+    assert s.num_units == len(m.consensus_units(2))
+    for uid in s.unit_ids[:3]:
+        np.testing.assert_array_equal(s.spike_train(uid), m.spike_train(uid))
+
+
+def _perturb(s, seed):
+    rng = np.random.default_rng(100 + seed)
+    keep = rng.random(s.num_spikes) > 0.08
+    t = s.sample_index[keep] + rng.integers(-8, 9, keep.sum())
+    return np.clip(t, 0, None), s.unit_index[keep]
+
+
+def test_multi_bad_input():
+    a, b = _pair(0)
+    with pytest.raises(InputError, match="at least 2"):
+        sv.compare_multiple([a])
+    with pytest.raises(InputError, match="distinct"):
+        sv.compare_multiple([a, b], names=["x", "x"])
+    with pytest.raises(InputError, match="min_agreement"):
+        sv.compare_multiple([a, b]).consensus_units(0)
