@@ -34,10 +34,22 @@ from .shortcuts import KEYMAP, KeyListener
 log = logging.getLogger(__name__)
 
 ACCENT = "#1f5f8b"
-LEFT_WIDTH = 440
-RIGHT_WIDTH = 520
-RIGHT_TOP_HEIGHT = 450  # correlograms: two rows of controls, a caption and the grid
-BODY_MIN_HEIGHT = 760
+#: Column widths: a share of the window between a minimum and a maximum (px), so that the
+#: centre keeps room for the plots from a 1280-px laptop to a 2560-px monitor.
+LEFT_WIDTH = ("27%", 330, 470)
+RIGHT_WIDTH = ("31%", 380, 600)
+CENTRE_MIN_WIDTH = 420
+#: Correlograms: this share of the right column, at least RIGHT_TOP_HEIGHT px (controls, a
+#: caption and a 220-px grid); the tabs below take the rest, at least RIGHT_TABS_HEIGHT px,
+#: and the column scrolls when the window is lower than both.
+RIGHT_TOP_SHARE = "52%"
+RIGHT_TOP_HEIGHT = 400
+RIGHT_TABS_HEIGHT = 420
+SIMILARITY_HEIGHT = "38%"  # of the left column, below the unit table
+#: The dashboard fills the window below the template header; each column scrolls on its own.
+#: Below BODY_MIN_HEIGHT the page scrolls instead of squeezing the plots.
+BODY_HEIGHT = "calc(100vh - 165px)"
+BODY_MIN_HEIGHT = 600
 
 _CSS = """
 .spikeviz-summary { display: flex; flex-wrap: wrap; gap: 6px 22px; align-items: baseline;
@@ -48,6 +60,17 @@ _CSS = """
 .spikeviz-summary .source { color: #666; font-size: 12px; white-space: normal;
                             word-break: break-all; }
 """
+
+
+def _column_styles(width: tuple | None = None) -> dict:
+    """A body column: the body's height, its own vertical scrolling, ``width`` = (share of
+    the window, min px, max px) or None for the centre (the rest)."""
+    styles = {"height": "100%", "min-height": "0", "overflow-y": "auto"}
+    if width is not None:
+        share, low, high = width
+        styles.update({"flex": f"0 0 {share}", "min-width": f"{low}px",
+                       "max-width": f"{high}px"})
+    return styles
 
 
 def summary_items(session: Session) -> list[tuple[str, str]]:
@@ -145,22 +168,42 @@ class Dashboard(pn.viewable.Viewer):
         return [o for o in objs if o is not None]
 
     def _build_layout(self):
-        header = pn.Column(
-            self.summary,
-            pn.Row(self.bar, self.help_button, self.bar.status_pane,
-                   sizing_mode="stretch_width", margin=(0, 6)),
-            self.help, self.keys, sizing_mode="stretch_width", margin=0)
-        left_bottom = [pn.Column(v, height=300, sizing_mode="stretch_width")
+        toolbar = pn.FlexBox(self.bar, self.help_button, self.bar.status_pane,
+                             flex_wrap="wrap", align_items="center",
+                             sizing_mode="stretch_width", margin=(0, 6))
+        header = pn.Column(self.summary, toolbar, self.help, self.keys,
+                           sizing_mode="stretch_width", margin=0,
+                           css_classes=["spikeviz-header"])
+        left_bottom = [pn.Column(v, sizing_mode="stretch_width", margin=0,
+                                 styles={"flex": f"0 0 {SIMILARITY_HEIGHT}",
+                                         "min-height": "200px"},
+                                 css_classes=["spikeviz-similarity-pane"])
                        for v in self._area("left_bottom")]
-        left = pn.Column(*self._area("left"), *left_bottom, width=LEFT_WIDTH,
-                         sizing_mode="stretch_height", margin=(0, 4))
-        right_top = [pn.Column(v, height=RIGHT_TOP_HEIGHT, sizing_mode="stretch_width")
+        left_top = [pn.Column(v, sizing_mode="stretch_both", margin=0, min_height=260,
+                              css_classes=["spikeviz-unit-table-pane"])
+                    for v in self._area("left")]
+        left = pn.Column(*left_top, *left_bottom, sizing_mode="stretch_height",
+                         margin=(0, 4), styles=_column_styles(LEFT_WIDTH),
+                         css_classes=["spikeviz-left"])
+        right_top = [pn.Column(v, sizing_mode="stretch_width", margin=0,
+                               styles={"flex": f"0 0 {RIGHT_TOP_SHARE}",
+                                       "min-height": f"{RIGHT_TOP_HEIGHT}px"},
+                               css_classes=["spikeviz-correlograms-pane"])
                      for v in self._area("right_top")]
-        right = pn.Column(*right_top, self.right.tabs, width=RIGHT_WIDTH,
-                          sizing_mode="stretch_height", margin=(0, 4))
-        body = pn.Row(left, self.centre.tabs, right, sizing_mode="stretch_both",
-                      min_height=BODY_MIN_HEIGHT)
-        return pn.Column(header, body, sizing_mode="stretch_both")
+        right_tabs = pn.Column(self.right.tabs, sizing_mode="stretch_both", margin=0,
+                               styles={"flex": "1 1 0", "min-height": f"{RIGHT_TABS_HEIGHT}px"},
+                               css_classes=["spikeviz-right-tabs"])
+        right = pn.Column(*right_top, right_tabs, sizing_mode="stretch_height",
+                          margin=(0, 4), styles=_column_styles(RIGHT_WIDTH),
+                          css_classes=["spikeviz-right"])
+        centre = pn.Column(self.centre.tabs, sizing_mode="stretch_both", margin=0,
+                           min_width=CENTRE_MIN_WIDTH, styles=_column_styles(),
+                           css_classes=["spikeviz-centre"])
+        body = pn.Row(left, centre, right, sizing_mode="stretch_width", margin=0,
+                      styles={"height": BODY_HEIGHT, "min-height": f"{BODY_MIN_HEIGHT}px"},
+                      css_classes=["spikeviz-body"])
+        return pn.Column(header, body, sizing_mode="stretch_width", margin=0,
+                         css_classes=["spikeviz-dashboard"])
 
     def __panel__(self):
         return self._layout

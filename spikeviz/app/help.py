@@ -34,10 +34,22 @@ def help_html() -> str:
             f"<p>{html.escape(LOOP)}</p></div>")
 
 
+#: The help floats over the dashboard (top right) instead of pushing the views down.
+OVERLAY_STYLES = {"position": "fixed", "top": "72px", "right": "24px", "z-index": "1000",
+                  "width": "520px", "max-height": "80vh", "overflow-y": "auto",
+                  "background": "white", "box-shadow": "0 6px 24px rgba(0, 0, 0, 0.25)",
+                  "border-radius": "6px"}
+
+
 def help_panel(**params) -> pn.Card:
-    """A closable card listing the shortcuts (hidden until the "?" button or key shows it)."""
+    """The shortcuts as a card floating over the dashboard, hidden until the "?" button or key
+    shows it; its Close button (or "?" again) hides it."""
     params.setdefault("visible", False)
-    return pn.Card(pn.pane.HTML(help_html(), stylesheets=[_CSS], sizing_mode="stretch_width"),
-                   title="Help: curation shortcuts", collapsible=False,
-                   css_classes=["spikeviz-help-card"], sizing_mode="stretch_width",
-                   margin=(4, 10), **params)
+    close = pn.widgets.Button(label="Close", width=80, margin=(0, 10, 10, 10),
+                              css_classes=["spikeviz-help-close"])
+    card = pn.Card(pn.pane.HTML(help_html(), stylesheets=[_CSS], sizing_mode="stretch_width"),
+                   close, title="Help: curation shortcuts", collapsible=False,
+                   css_classes=["spikeviz-help-card"], styles=dict(OVERLAY_STYLES),
+                   margin=0, **params)
+    close.on_click(lambda event: setattr(card, "visible", False))
+    return card

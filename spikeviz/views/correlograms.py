@@ -33,7 +33,7 @@ from bokeh.plotting import figure
 from .. import compute
 from .base import View
 from .colors import BACKGROUND_COLOR, unit_colors
-from .common import REFRACTORY_COLOR, present_units
+from .common import REFRACTORY_COLOR, compact_controls, present_units
 
 GAP = 0.15  # horizontal gap between cells, fraction of the window
 TITLE = 0.3  # vertical room above a cell for its title, fraction of the cell height
@@ -80,13 +80,9 @@ class Correlograms(View):
         self.values = np.zeros((0, 0, 0))
         self.note = ""
         self._key = None
-        self._controls = pn.Param(
-            self.param, parameters=["window_ms", "bin_ms", "refractory_ms", "normalization",
-                                    "max_units"],
-            widgets={"window_ms": {"width": 150}, "bin_ms": {"width": 150},
-                     "refractory_ms": {"width": 150}, "max_units": {"width": 150},
-                     "normalization": {"type": pn.widgets.RadioButtonGroup, "width": 150}},
-            default_layout=pn.FlexBox, show_name=False, sizing_mode="stretch_width")
+        self._controls = compact_controls(self, {
+            "window_ms": "window (ms)", "bin_ms": "bin (ms)", "refractory_ms": "refractory (ms)",
+            "max_units": "max units", "normalization": ""})
         self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10),
                                   css_classes=["spikeviz-correlograms-info"])
         self.figure, self.sources = self._build_figure()

@@ -33,7 +33,7 @@ from bokeh.plotting import figure
 from .. import compute
 from .base import View
 from .colors import unit_colors
-from .common import REFRACTORY_COLOR, present_units
+from .common import REFRACTORY_COLOR, compact_controls, present_units
 
 
 def intervals_ms(sorting, unit_id) -> np.ndarray:
@@ -96,19 +96,16 @@ class ISIView(View):
         self.isi_figure = self._build_isi_figure()
         self.rate_figure = self._build_rate_figure()
         self._keys: dict = {}
-        self._controls = pn.Param(
-            self.param, parameters=["isi_window_ms", "isi_bin_ms", "log_bins",
-                                    "refractory_ms", "rate_bin_s"],
-            widgets={name: {"width": 150} for name in ("isi_window_ms", "isi_bin_ms",
-                                                       "log_bins", "refractory_ms",
-                                                       "rate_bin_s")},
-            default_layout=pn.FlexBox, show_name=False, sizing_mode="stretch_width")
+        self._controls = compact_controls(self, {
+            "isi_window_ms": "ISI window (ms)", "isi_bin_ms": "ISI bin (ms)",
+            "refractory_ms": "refractory (ms)", "rate_bin_s": "rate bin (s)",
+            "log_bins": "log bins"})
         self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10),
                                   css_classes=["spikeviz-isi-info"])
         self._isi_pane = pn.pane.Bokeh(self.isi_figure, sizing_mode="stretch_both",
-                                       min_height=220, css_classes=["spikeviz-isi"])
+                                       min_height=160, css_classes=["spikeviz-isi"])
         self._rate_pane = pn.pane.Bokeh(self.rate_figure, sizing_mode="stretch_both",
-                                        min_height=220, css_classes=["spikeviz-rate"])
+                                        min_height=160, css_classes=["spikeviz-rate"])
         self._layout = pn.Column(self._controls, self._info, self._isi_pane, self._rate_pane,
                                  sizing_mode="stretch_both")
         self._watch(self.selection, ["unit_ids", "time_window_s"], self._changed)
@@ -200,7 +197,7 @@ class ISIView(View):
         return f"<span class='spikeviz-isi-violations'>{text}</span>"
 
     def _figure(self, **params):
-        fig = figure(sizing_mode="stretch_both", min_height=200, tools="pan,wheel_zoom,"
+        fig = figure(sizing_mode="stretch_both", min_height=150, tools="pan,wheel_zoom,"
                      "box_zoom,reset,save", toolbar_location="above", x_range=Range1d(0, 1),
                      y_range=Range1d(0, 1), **params)
         fig.toolbar.logo = None

@@ -102,14 +102,17 @@ class LassoScatter(View):
         self._box = hv.streams.BoundsXY(source=base)
         self._box.add_subscriber(self._on_box)
         self.plot = (background * base * highlight).opts(self._opts())
-        self._readout = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
+        self._readout = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10),
+                                     css_classes=["spikeviz-lasso-readout"])
         self._clear = pn.widgets.Button(label="Clear spike selection", color="light",
                                         width=170)
         self._clear.on_click(lambda event: self.clear_selection())
         self._mode = pn.widgets.RadioButtonGroup.from_param(self.param.mode, width=220)
         self._pane = pn.pane.HoloViews(self.plot, sizing_mode="stretch_both",
-                                       min_height=self.min_height, margin=(0, 5))
-        bar = pn.Row(*self.controls(), self._mode, self._clear, sizing_mode="stretch_width")
+                                       min_height=self.min_height, margin=(0, 5),
+                                       css_classes=[f"spikeviz-{type(self).__name__.lower()}"])
+        bar = pn.FlexBox(*self.controls(), self._mode, self._clear, flex_wrap="wrap",
+                         align_items="end", sizing_mode="stretch_width")
         self._layout = pn.Column(self._readout, bar, self._pane, sizing_mode="stretch_both",
                                  min_height=self.min_height + 80)
         self._watch(self.selection, "unit_ids", lambda *e: self.refresh())

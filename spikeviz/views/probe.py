@@ -96,7 +96,8 @@ class Probe(View):
                 active_tools=["wheel_zoom", "tap"], show_legend=False,
                 hooks=[self._equal_aspect_hook]))
             body = pn.pane.HoloViews(self.plot, sizing_mode="stretch_both",
-                                     min_height=self.min_height)
+                                     min_height=self.min_height,
+                                     css_classes=["spikeviz-probe"])
         else:
             self._select = None
             self.plot = None

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from bokeh.models.widgets.tables import NumberFormatter
 
 from .base import View
 from .common import present_units
@@ -46,6 +47,11 @@ COLUMNS = ["unit_id", "score", "similarity", "ccg_contamination", "ccg_observed"
 #: Tabulator while it redraws raised a JavaScript error in the browser).
 TABLE_COLUMNS = ["unit_id", "score", "similarity", "ccg_refractory_ratio", "ccg_shape_distance",
                  "ccg_contamination", "ccg_observed", "ccg_expected", "label", "num_spikes"]
+#: Column headers a person reads (the frame keeps the field names).
+TITLES = {"unit_id": "unit", "score": "score", "similarity": "template sim.",
+          "ccg_refractory_ratio": "CCG refr. ratio", "ccg_shape_distance": "CCG shape dist.",
+          "ccg_contamination": "CCG contam.", "ccg_observed": "refr. pairs",
+          "ccg_expected": "expected", "label": "label", "num_spikes": "spikes"}
 _BLOCK_PAIRS = 2_000_000  # neighbour positions expanded at once
 _MEMO = 32  # similarity tables remembered per view (of the current sorting)
 
@@ -152,9 +158,10 @@ class Similarity(View):
         self.table = pn.widgets.Tabulator(
             self._table_value(), selectable=1, disabled=True, show_index=False,
             sizing_mode="stretch_both", min_height=200, layout="fit_data_table",
-            formatters={c: {"type": "money", "precision": 3} for c in
-                        ("score", "similarity", "ccg_contamination", "ccg_expected",
-                         "ccg_refractory_ratio", "ccg_shape_distance")},
+            formatters={c: NumberFormatter(format="0.000", nan_format="–", text_align="right")
+                        for c in ("score", "similarity", "ccg_contamination", "ccg_expected",
+                                  "ccg_refractory_ratio", "ccg_shape_distance")},
+            titles=dict(TITLES), hidden_columns=self._hidden_columns(),
             css_classes=["spikeviz-similarity"])
         self.table.param.watch(self._on_table_selection, "selection")
         self._layout = pn.Column(self._info, self.table, sizing_mode="stretch_both")
@@ -280,6 +287,14 @@ class Similarity(View):
 
     def _changed(self, *events) -> None:
         self.refresh()
+
+    def _hidden_columns(self) -> list[str]:
+        """Columns of the evidence source this session does not use (fixed, see
+        :data:`TABLE_COLUMNS`): with templates the correlogram-only columns, without them the
+        template similarity."""
+        if self.has_templates:
+            return ["ccg_contamination", "ccg_observed", "ccg_expected"]
+        return ["similarity"]
 
     def _table_value(self) -> pd.DataFrame:
         return self.frame.head(self.top).reset_index().reindex(columns=TABLE_COLUMNS)

@@ -199,19 +199,25 @@ class TemplatesView(View):
             hv.renderer("bokeh")
         self.figure = TemplatesFigure(unit_ids=[])
         self.renders = 0
-        self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
+        self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10),
+                                  css_classes=["spikeviz-templates-info"])
         self._version = Version()
         self._drawn: str | None = None  # the message drawn, when nothing else is
         self._dmap = hv.DynamicMap(self._elements, streams=[self._version])
         self._pane = pn.pane.HoloViews(self._dmap, sizing_mode="stretch_both",
-                                       min_height=self.min_height)
-        self._controls = pn.Row(
+                                       min_height=self.min_height,
+                                       css_classes=["spikeviz-templates"])
+        self._controls = pn.FlexBox(
             pn.widgets.RadioButtonGroup.from_param(self.param.mode, color="default"),
             pn.widgets.IntInput.from_param(self.param.num_channels, width=90, name="channels"),
             pn.widgets.FloatSlider.from_param(self.param.vertical_scale, width=160,
                                               name="scale", start=0.1, end=5.0),
-            pn.widgets.Checkbox.from_param(self.param.show_std, name="std"))
-        self._layout = pn.Column(self._controls, self._info, self._pane,
+            pn.widgets.Checkbox.from_param(self.param.show_std, name="std", width=60),
+            flex_wrap="wrap", align_items="center", sizing_mode="stretch_width")
+        # the empty frame stays hidden while there is only a message (no unit selected)
+        self._plot_box = pn.Column(self._pane, visible=False, sizing_mode="stretch_both",
+                                   margin=0, css_classes=["spikeviz-templates-plot"])
+        self._layout = pn.Column(self._controls, self._info, self._plot_box,
                                  sizing_mode="stretch_both", min_height=self.min_height + 60)
         self._watch(self.selection, ["unit_ids"], self._changed)
         self._watch(self.curation, ["sorting"], self._changed)
@@ -226,6 +232,7 @@ class TemplatesView(View):
         self.renders += 1
         self.figure = self.compute_figure(list(self.selection.unit_ids))
         self._info.object = self._info_html()
+        self._plot_box.visible = self.figure.layout is not None
         if self.mode == "density":  # one image per unit: a new plot
             self._pane.object = self._plot()
             return

@@ -109,16 +109,20 @@ class Traces(View):
         forward = pn.widgets.Button(label="▶", width=40)
         back.on_click(lambda _: self.step(-1))
         forward.on_click(lambda _: self.step(+1))
-        controls = pn.Row(
-            pn.widgets.RadioButtonGroup.from_param(self.param.filter, width=230),
-            pn.widgets.Checkbox.from_param(self.param.cmr, name="CMR", width=60),
-            pn.widgets.FloatSlider.from_param(self.param.gain, width=160),
-            pn.widgets.Checkbox.from_param(self.param.show_all_units, name="all units",
-                                           width=90),
-            back, forward, self._slider, sizing_mode="stretch_width")
+        controls = pn.Column(
+            pn.FlexBox(
+                pn.widgets.RadioButtonGroup.from_param(self.param.filter, width=230),
+                pn.widgets.Checkbox.from_param(self.param.cmr, name="CMR", width=60),
+                pn.widgets.FloatSlider.from_param(self.param.gain, width=160),
+                pn.widgets.Checkbox.from_param(self.param.show_all_units, name="all units",
+                                               width=90),
+                flex_wrap="wrap", align_items="center", sizing_mode="stretch_width"),
+            pn.Row(back, forward, self._slider, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width", margin=0, css_classes=["spikeviz-traces-controls"])
         self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
         self._pane = pn.pane.HoloViews(self.plot, sizing_mode="stretch_both",
-                                       min_height=self.min_height)
+                                       min_height=self.min_height,
+                                       css_classes=["spikeviz-traces"])
         self._layout = pn.Column(controls, self._info, self._pane, sizing_mode="stretch_both",
                                  min_height=self.min_height + 80)
         self._watch(self.selection, ["time_window_s", "unit_ids", "channel_ids"],
