@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import threading
 import time
+import warnings
+
+LOG = logging.getLogger(__name__)
+
+#: Results worth computing ahead beyond the default list: the Features view's first click of
+#: every unit (a filtered read of the whole recording per unit when done on click).
+AHEAD = ("feature_projections",)
 
 
 class ProgressBar:
@@ -56,7 +66,12 @@ def run(session, names=None, jobs: int = 1, progress: bool = True, out=None) -> 
     from ..model.session import default_precompute
 
     out = out or sys.stdout
-    names = list(names) if names else default_precompute(session)
+    if names:
+        names = list(names)
+    else:
+        names = default_precompute(session)
+        if session.recording is not None and session.sorting.num_spikes:
+            names += [n for n in AHEAD if n not in names]
     session.n_jobs = max(int(jobs), 1)
     plan = session.analysis.plan(names)
     bar = ProgressBar(len(plan)) if progress and plan else None
@@ -70,3 +85,60 @@ def run(session, names=None, jobs: int = 1, progress: bool = True, out=None) -> 
     print(f"  computed: {', '.join(computed) or 'nothing'}", file=out)
     print(f"  already cached: {', '.join(reused) or 'nothing'}", file=out)
     return computed
+
+
+def start_background(session, names=AHEAD, on_done=None) -> threading.Thread | None:
+    """Compute ``names`` (default parameters) for ``session`` in a daemon thread at low CPU
+    priority, without holding the session's Analysis lock (views keep reading other results
+    meanwhile), and store them in its disk cache (in memory when it has none), where views
+    find them. Returns the thread, or None when there is nothing to do (no recording, no
+    spikes, already computed). ``on_done(error)`` is called at the end (error None on
+    success). Call once after the server's warm-up."""
+    from ..model import steps  # noqa: F401 (registers the results)
+
+    if session.recording is None or session.sorting.num_spikes == 0:
+        return None
+    todo = [n for n in names if not session.analysis.is_available(n)]
+    if not todo:
+        return None
+    thread = threading.Thread(target=_background, args=(session, todo, on_done),
+                              name="spikeviz-precompute", daemon=True)
+    thread.start()
+    return thread
+
+
+def _background(session, names, on_done) -> None:
+    error = None
+    try:
+        try:  # Linux: this thread only, below the threads serving clicks
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
+        for name in names:
+            t0 = time.perf_counter()
+            compute_unlocked(session, name)
+            LOG.info("precomputed %s in %.1f s", name, time.perf_counter() - t0)
+    except Exception as err:  # reported, never raised in a server thread
+        error = err
+        warnings.warn(f"background precompute failed: {err}", stacklevel=1)
+    if on_done is not None:
+        on_done(error)
+
+
+def compute_unlocked(session, name: str, **given) -> None:
+    """Compute the result ``name`` and store it in the session's disk cache (in memory when it
+    has none) without holding the Analysis lock during the computation (its dependencies are
+    read or computed first, as usual). Nothing happens when it is already available."""
+    analysis = session.analysis
+    ctx = analysis.bound()
+    params = ctx.params(name, **given)
+    if ctx.is_available(name, **params):
+        return
+    step = ctx.step(name)
+    deps = {dep: ctx.arrays(dep, **dep_params)
+            for dep, dep_params in step.depends(ctx, params).items()}
+    key = ctx.key(name, params)
+    arrays, attrs = step.run(ctx, params, deps)
+    if not ctx.cache.store(name, key, arrays, attrs,
+                           {"params": params, "source": ctx.session.source}):
+        analysis.store(name, arrays, attrs, **params)

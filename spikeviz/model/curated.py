@@ -53,7 +53,7 @@ from .selection import same_array
 from .waveforms import Templates
 
 #: Channels of the first unit used by :meth:`CuratedAnalysis.spike_features`.
-FEATURE_CHANNELS = 4
+FEATURE_CHANNELS = cf.FEATURE_CHANNELS
 
 
 class CuratedAnalysis(NewUnits):
@@ -83,6 +83,7 @@ class CuratedAnalysis(NewUnits):
         self._frame = (None, None, None)
         self.revision = 0
         self._feature_memo = cf.FeatureMemo()
+        self._features_stored = None
         self._memo: dict = {}
 
     # -- snapshot and ids ----------------------------------------------------------------------
@@ -317,9 +318,15 @@ class CuratedAnalysis(NewUnits):
 
     def _best_channels(self, unit_id, sorting, kept) -> np.ndarray:
         channels = self._channels(unit_id, sorting, kept)
-        template = self.templates([unit_id]).data[0][:, channels]
-        order = np.argsort(-np.ptp(template, axis=0), kind="stable")[:FEATURE_CHANNELS]
-        return np.sort(channels[order])
+        return cf.best_channels(self.templates([unit_id]).data[0], channels)
+
+    def _feature_store(self):
+        """The session's precomputed ``feature_projections`` when available, else None."""
+        from .steps_features import load_store
+
+        store = load_store(self.session, self._features_stored)
+        self._features_stored = store
+        return store
 
     def _facts(self, sorting, kept) -> pd.DataFrame:
         return curated_wizard.unit_facts(self, sorting, kept)

@@ -26,9 +26,12 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..compute import features, signal
 from . import curated_units as cu
 from .ids import id_key
 
+#: Channels of the first unit the features are read on.
+FEATURE_CHANNELS = 4
 #: At most this many foreground spikes (drawn with the seed) fit the PCA basis.
 FIT_SPIKES = 5_000
 #: Default cap of spikes read per background unit.
@@ -89,7 +92,7 @@ def fit_basis(flat: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarr
     return mean, axes * np.where(signs == 0, 1.0, signs)[:, None]
 
 
-def project(flat: np.ndarray, basis, n_components: int) -> np.ndarray:
+def project_rows(flat: np.ndarray, basis, n_components: int) -> np.ndarray:
     """Rows of ``flat`` on the basis: float32 (n, n_components), 0 past the fitted axes."""
     mean, axes = basis
     out = np.zeros((flat.shape[0], n_components), np.float32)
@@ -99,15 +102,18 @@ def project(flat: np.ndarray, basis, n_components: int) -> np.ndarray:
 
 
 class _Inputs:
-    """The per-spike input vectors (flattened snippets or the session's PCs) of one call."""
+    """The per-spike input vectors (flattened snippets or the session's PCs) of one call.
 
-    def __init__(self, analysis, channels: np.ndarray, original_units: np.ndarray):
-        self.session = analysis.session
+    ``ctx``: the session's Analysis bound to one snapshot of its inputs (``analysis.bound()``).
+    """
+
+    def __init__(self, ctx, channels: np.ndarray, original_units: np.ndarray):
+        self.ctx = ctx
         self.channels = channels
-        self.pcs = _session_pcs(analysis, channels, original_units)
+        self.pcs = _session_pcs(ctx, channels, original_units)
         self.kind = "snippets" if self.pcs is None else "pcs"
         if self.pcs is None:
-            nbefore, nafter = cu.window_samples(self.session)
+            nbefore, nafter = cu.window_samples(ctx.session)
             self.width = (nbefore + nafter) * channels.size
         else:
             self.width = self.pcs[0].shape[1] * channels.size
@@ -116,23 +122,48 @@ class _Inputs:
         """(n, d) inputs of the spikes at original positions ``orig`` (ascending)."""
         if self.pcs is not None:
             projections, slots = self.pcs
-            units = self.session.sorting.unit_index[orig]
+            units = self.ctx.session.sorting.unit_index[orig]
             block = np.asarray(projections[orig], dtype=np.float32)  # (n, pcs, slots)
             rows = slots[units]  # (n, channels): slot of each feature channel
             picked = np.take_along_axis(block, rows[:, None, :], axis=2)
             return picked.reshape(orig.size, -1)
-        samples = np.asarray(self.session.sorting.sample_index[orig])
-        data = cu.snippets(self.session, samples, self.channels)
-        return data.reshape(orig.size, -1)
+        samples = np.asarray(self.ctx.session.sorting.sample_index[orig])
+        return read_snippets(self.ctx, samples, self.channels).reshape(orig.size, -1)
 
 
-def _session_pcs(analysis, channels, original_units):
+def read_snippets(ctx, samples: np.ndarray, channels: np.ndarray) -> np.ndarray:
+    """(n, samples, channels) float32 µV snippets on the channel positions ``channels``: bit
+    for bit :func:`.curated_units.snippets` (the session's filter, window by window with its
+    margins, in chunks of spike time), read through one fused kernel per window."""
+    session = ctx.session
+    rec = session.recording
+    nbefore, nafter = cu.window_samples(session)
+    channels = np.asarray(channels, dtype=np.int64)
+    ids = rec.channel_ids[channels]
+
+    def read_raw(start_sample: int, end_sample: int):
+        return rec.traces(int(start_sample), int(end_sample), channel_ids=ids, scaled=False)
+
+    gains, offsets = rec.gains_to_uv[channels], rec.offsets_to_uv[channels]
+    band = ctx.filter_band_hz()
+    if band is None:
+        return features.filtered_snippets(read_raw, rec.num_samples, samples, nbefore, nafter,
+                                          gains.astype(np.float32), offsets.astype(np.float32))
+    # filtered_reader's filter and margin (the test against curated_units.snippets guards it)
+    sos = signal.butter_sos(rec.sampling_frequency, band, signal.DEFAULT_ORDER)
+    margin_ms = signal.MARGIN_PERIODS * 1000.0 / float(band[0])
+    margin = round(margin_ms * rec.sampling_frequency / 1000.0)
+    return features.filtered_snippets(read_raw, rec.num_samples, samples, nbefore, nafter,
+                                      gains, offsets, sos=sos, margin_samples=margin)
+
+
+def _session_pcs(ctx, channels, original_units):
     """``(projections, slot table)`` when the session holds every spike's PCs and each of
     ``original_units`` has all ``channels`` among its PC channels; else None."""
-    session = analysis.session
-    if not session.analysis.is_available("principal_components", all_spikes=True):
+    session = ctx.session
+    if not ctx.is_available("principal_components", all_spikes=True):
         return None
-    pcs = session.compute("principal_components", all_spikes=True)
+    pcs = ctx.arrays("principal_components", all_spikes=True)[0]
     unit_channels = np.asarray(pcs["channel_indices"])
     if unit_channels.ndim != 2 or np.asarray(pcs["spike_indices"]).size != \
             session.sorting.num_spikes:
@@ -146,27 +177,57 @@ def _session_pcs(analysis, channels, original_units):
     return pcs["projections"], np.maximum(slots, 0)
 
 
+def best_channels(template: np.ndarray, channels: np.ndarray) -> np.ndarray:
+    """The ``FEATURE_CHANNELS`` positions among ``channels`` of largest peak-to-peak of
+    ``template`` (samples, all channels), ascending (ties: the first listed)."""
+    channels = np.asarray(channels, dtype=np.int64)
+    ptp = np.ptp(np.asarray(template)[:, channels], axis=0)
+    order = np.argsort(-ptp, kind="stable")[:FEATURE_CHANNELS]
+    return np.sort(channels[order])
+
+
+def background_sample(orig: np.ndarray, max_spikes: int, seed: int) -> np.ndarray:
+    """At most ``max_spikes`` of a background unit's original positions, drawn with ``seed``
+    (ascending)."""
+    if orig.size > max_spikes:
+        rng = np.random.default_rng(seed)
+        orig = orig[np.sort(rng.choice(orig.size, max_spikes, replace=False))]
+    return orig
+
+
 def spike_features(analysis, sorting, kept, ids: list, n_components: int, background: list,
                    max_spikes_per_unit: int, seed: int):
     """``(original positions int64 ascending, features float32 (n, k), channel positions)``
     of every spike of ``ids`` and a seeded subsample of each ``background`` unit."""
-    memo: FeatureMemo = analysis._feature_memo
     channels = analysis._best_channels(ids[0], sorting, kept)
     fg = {u: analysis._positions(sorting, kept, u)[1] for u in ids}
-    bg = {}
-    for u in background:
-        orig = analysis._positions(sorting, kept, u)[1]
-        if orig.size > max_spikes_per_unit:
-            rng = np.random.default_rng(seed)
-            orig = orig[np.sort(rng.choice(orig.size, max_spikes_per_unit, replace=False))]
-        bg[u] = orig
+    bg = {u: background_sample(analysis._positions(sorting, kept, u)[1], max_spikes_per_unit,
+                               seed) for u in background}
+    stored = None
+    if len(ids) == 1 and analysis._orig_index(ids[0]) is not None:
+        stored = analysis._feature_store()
+    orig, values, _ = project(analysis.session.analysis.bound(), analysis._feature_memo,
+                              channels, fg, bg, n_components, max_spikes_per_unit, seed, stored)
+    return orig, values, channels
+
+
+def project(ctx, memo: FeatureMemo, channels, fg: dict, bg: dict, n_components: int,
+            max_spikes_per_unit: int, seed: int, stored=None):
+    """``(original positions ascending, features, basis key)`` of the spikes ``fg`` (unit id ->
+    original positions, every spike) and ``bg`` (their background samples) on the basis of ``fg``,
+    memoised in ``memo``; ``stored``: precomputed results to seed the memo from (an object
+    with ``seed_memo(memo, kind, basis_key, unit_id, fg, bg, keys)``)."""
+    ids = list(fg)
     every = np.concatenate([*fg.values(), *bg.values(), np.zeros(0, np.int64)])
-    inputs = _Inputs(analysis, channels, np.unique(analysis.session.sorting.unit_index[every]))
+    inputs = _Inputs(ctx, channels, np.unique(ctx.session.sorting.unit_index[every]))
     basis_key = (inputs.kind, tuple(channels.tolist()), tuple(id_key(u) for u in ids),
                  int(n_components), int(seed))
     keys = {u: (id_key(u), basis_key) for u in fg}
     keys.update({u: (id_key(u), basis_key, int(max_spikes_per_unit)) for u in bg})
     found = {u: memo.get(keys[u]) for u in keys}
+    if stored is not None and any(v is None for v in found.values()):
+        stored.seed_memo(memo, inputs.kind, basis_key, ids[0], fg, bg, keys)
+        found = {u: memo.get(keys[u]) for u in keys}
     todo = [u for u in keys if found[u] is None]
     basis = memo.get(("basis", basis_key))
     # one pass over the recording: every spike still to project, in time order
@@ -184,7 +245,7 @@ def spike_features(analysis, sorting, kept, ids: list, n_components: int, backgr
             basis = fit_basis(inputs.read(fit_rows), int(n_components))
         memo.put(("basis", basis_key), basis)
     if rows.size:
-        projected = project(data, basis, int(n_components)) if data is not None else \
+        projected = project_rows(data, basis, int(n_components)) if data is not None else \
             _project_chunked(inputs, rows, basis, int(n_components))
         for u in todo:
             values = projected[np.searchsorted(rows, (fg | bg)[u])]
@@ -192,9 +253,9 @@ def spike_features(analysis, sorting, kept, ids: list, n_components: int, backgr
             memo.put(keys[u], values)
             found[u] = values
     orig = np.concatenate([(fg | bg)[u] for u in keys])
-    features = np.concatenate([found[u] for u in keys]).reshape(orig.size, int(n_components))
+    values = np.concatenate([found[u] for u in keys]).reshape(orig.size, int(n_components))
     order = np.argsort(orig, kind="stable")
-    return orig[order], features[order], channels
+    return orig[order], values[order], basis_key
 
 
 def _read_chunked(inputs, rows: np.ndarray) -> np.ndarray:
@@ -210,5 +271,5 @@ def _project_chunked(inputs, rows, basis, n_components) -> np.ndarray:
     out = np.empty((rows.size, n_components), np.float32)
     for start in range(0, rows.size, PROJECTION_CHUNK):
         chunk = rows[start:start + PROJECTION_CHUNK]
-        out[start:start + chunk.size] = project(inputs.read(chunk), basis, n_components)
+        out[start:start + chunk.size] = project_rows(inputs.read(chunk), basis, n_components)
     return out

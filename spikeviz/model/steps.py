@@ -362,3 +362,6 @@ def _run_rates(ctx, params, deps):
 register(Step("firing_rates", 1, {"bin_s": 1.0}, _run_rates,
               wrap=lambda ctx, a, at, p: (a["rates_hz"], a["bin_edges_s"]),
               doc="Firing rate over time (Hz) per unit in bins of bin_s seconds."))
+
+
+from . import steps_features  # noqa: E402, F401 (registers feature_projections)

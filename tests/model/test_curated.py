@@ -333,7 +333,6 @@ def reference_features(session, orig_fg, orig_rows, channels, k):
 
 def test_spike_features_equal_a_from_scratch_pca_and_are_memoised(session, monkeypatch):
     from spikeviz.model import curated_features as cf
-    from spikeviz.model import curated_units as cu
     c = Curation(session.sorting)
     a = curated_analysis(session, c)
     ids = session.sorting.unit_ids.tolist()
@@ -341,9 +340,9 @@ def test_spike_features_equal_a_from_scratch_pca_and_are_memoised(session, monke
     c.remove([ids[5]])
     fg, bg = [ids[3], merged], [ids[2], ids[4]]
     reads = []
-    original = cu.snippets
-    monkeypatch.setattr(cu, "snippets", lambda se, t, ch: reads.append(t.size) or original(
-        se, t, ch))
+    original = cf.read_snippets
+    monkeypatch.setattr(cf, "read_snippets", lambda ctx, t, ch: reads.append(t.size) or
+                        original(ctx, t, ch))
     positions, features, channel_ids = a.spike_features(
         fg, 3, background_unit_ids=bg, max_background_spikes_per_unit=40, seed=3)
     assert len(reads) == 1  # one pass over the recording
@@ -393,11 +392,13 @@ def test_spike_features_fit_on_a_sample_still_project_every_spike(session, monke
 
 
 def test_spike_features_reuse_the_sessions_principal_components(session, monkeypatch):
+    from spikeviz.model import curated_features as cf
     from spikeviz.model import curated_units as cu
     pcs = session.compute("principal_components", all_spikes=True)
     a = CuratedAnalysis(session, Curation(session.sorting))
     ids = session.sorting.unit_ids.tolist()
     monkeypatch.setattr(cu, "snippets", lambda *args: pytest.fail("read traces"))
+    monkeypatch.setattr(cf, "read_snippets", lambda *args: pytest.fail("read traces"))
     channels = a._best_channels(ids[0], *a._snapshot())
     unit_channels = np.asarray(pcs["channel_indices"])
     fg = [u for u in ids if np.isin(channels, unit_channels[
