@@ -10,22 +10,32 @@ to µV afterwards.
 Channel rows: row 0 at the bottom is the deepest channel (smallest y), as in the raster. A
 channel's trace is drawn at ``y = row + (value_uv - center_uv) * scale`` (``scale`` in rows per
 µV, ``gain / spacing_uv``).
+
+Filtered / re-referenced frames are made of fixed chunks (``chunk_samples``, 1 s by default,
+longer when the filter margin asks for it): each chunk is read with its filter margin (5 periods
+of the low edge, clipped to the recording), scaled to µV, zero-phase filtered and/or
+re-referenced (:func:`spikeviz.compute.trace_chunks.process_chunk`), kept in a byte-bounded LRU
+cache (:class:`ChunkCache`, shared by the process) and reduced to the window's envelope chunk by
+chunk, on a thread per chunk. A sample's value therefore depends only on its chunk (and its
+margins), never on where the window falls: panning and zooming out reuse the chunks already
+made, and a second look at a window is a reduction only.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import count
 
 import numpy as np
 import pandas as pd
 
-from ..compute.signal import (
-    butter_sos,
-    common_median_reference,
-    envelope_image,
-    minmax_envelope,
-    sosfiltfilt_f32,
-)
+from ..compute.signal import butter_sos, column_edges, envelope_image, minmax_envelope
+from ..compute.trace_chunks import envelope_into, process_chunk
 from ..model.recording import Recording
 from ..model.sorting import Sorting
 
@@ -120,28 +130,200 @@ def _margin_samples(filter_name: str, band_hz, fs: float) -> int:
     return round(5.0 * fs / float(band_hz[0]))  # 5 periods of the low edge
 
 
+# -- processed chunks ----------------------------------------------------------------------------
+CHUNK_S = 1.0
+DEFAULT_CACHE_BYTES = 1 << 30
+
+
+class ChunkCache:
+    """Processed chunks (float32 arrays) by key, least recently used first out, bounded by
+    ``max_bytes`` (the bytes of the arrays' buffers). Thread-safe. A chunk larger than the
+    budget is not kept."""
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def _size(array: np.ndarray) -> int:
+        base = array.base if isinstance(array.base, np.ndarray) else array
+        return int(base.nbytes)
+
+    def get(self, key):
+        with self._lock:
+            value = self._items.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key, array: np.ndarray) -> None:
+        size = self._size(array)
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= self._size(old)
+            if size > self.max_bytes:
+                return
+            self._items[key] = array
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= self._size(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+#: the chunks of every Traces view of this process
+TRACE_CACHE = ChunkCache()
+_TOKENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_TOKEN_COUNTER = count()
+_TOKEN_LOCK = threading.Lock()
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _recording_key(recording: Recording) -> tuple:
+    """Identity of a Recording object in this process plus its scaling (a changed gain or
+    offset never reuses old chunks)."""
+    with _TOKEN_LOCK:
+        token = _TOKENS.get(recording)
+        if token is None:
+            token = _TOKENS[recording] = next(_TOKEN_COUNTER)
+    return token, recording.gains_to_uv.tobytes(), recording.offsets_to_uv.tobytes()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 8)),
+                                   thread_name_prefix="spikeviz-traces")
+    return _POOL
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How the chunks of one setting are made."""
+
+    recording: Recording
+    key: tuple
+    sos: np.ndarray | None
+    cmr: bool
+    margin: int
+    chunk: int
+    channels: np.ndarray | None  # storage positions processed (None: all)
+
+    def bounds(self, j: int) -> tuple[int, int]:
+        a = j * self.chunk
+        return a, min(a + self.chunk, self.recording.num_samples)
+
+    def compute(self, j: int) -> np.ndarray:
+        rec = self.recording
+        c0, c1 = self.bounds(j)
+        lo, hi = max(c0 - self.margin, 0), min(c1 + self.margin, rec.num_samples)
+        ids = None if self.channels is None else rec.channel_ids[self.channels]
+        raw = rec.traces(lo, hi, channel_ids=ids, scaled=False)
+        gains, offsets = rec.gains_to_uv, rec.offsets_to_uv
+        if self.channels is not None:
+            gains, offsets = gains[self.channels], offsets[self.channels]
+        return process_chunk(raw, gains, offsets, self.sos, (c0 - lo, c1 - lo), self.cmr)
+
+    def get(self, j: int, cache: ChunkCache | None) -> np.ndarray:
+        if cache is None:
+            return self.compute(j)
+        key = (*self.key, j)
+        data = cache.get(key)
+        if data is None:
+            data = self.compute(j)
+            cache.put(key, data)
+        return data
+
+
+def _plan(recording: Recording, filter_name: str, band_hz, cmr: bool, order: int,
+          stored: np.ndarray) -> _Plan:
+    fs = recording.sampling_frequency
+    sos = None
+    if filter_name != "none":
+        band = (band_hz[0], None) if filter_name == "highpass" else band_hz
+        sos = butter_sos(fs, band, order)
+    margin = _margin_samples(filter_name, band_hz, fs)
+    chunk = max(round(CHUNK_S * fs), 4 * margin, 1)
+    n_ch = recording.num_channels
+    # the median needs every channel; a filter alone only the shown ones when they are few
+    channels = None if cmr or 2 * stored.size >= n_ch else stored
+    settings = (filter_name, None if sos is None else sos.tobytes(), bool(cmr), chunk, margin,
+                None if channels is None else channels.tobytes())
+    return _Plan(recording, (*_recording_key(recording), settings), sos, bool(cmr), margin,
+                 chunk, channels)
+
+
+def processed_envelope(recording: Recording, start: int, end: int, columns, n_columns: int,
+                       filter_name: str = "none", band_hz=(300.0, 6000.0), cmr: bool = False,
+                       order: int = 5, cache: ChunkCache | None = TRACE_CACHE):
+    """Exact min/max (float32 µV, (columns, len(columns))) of every pixel column of the
+    filtered / re-referenced window ``[start, end)`` for the storage positions ``columns`` (in
+    output order), and the column edges. Chunks come from ``cache`` (None: not cached)."""
+    columns = np.asarray(columns, dtype=np.int64)
+    stored, inverse = np.unique(columns, return_inverse=True)
+    plan = _plan(recording, filter_name, band_hz, cmr, order, stored)
+    within = stored if plan.channels is None else np.arange(stored.size)
+    n = end - start
+    edges = column_edges(n, n_columns)
+    mins = np.full((edges.size - 1 if n else 0, stored.size), np.inf, np.float32)
+    maxs = np.full_like(mins, -np.inf)
+    if n <= 0 or stored.size == 0:
+        return mins[:, inverse], maxs[:, inverse], edges if n else np.zeros(1, np.int64)
+
+    def task(j):
+        c0, c1 = plan.bounds(j)
+        a, b = max(start, c0), min(end, c1)
+        data = plan.get(j, cache)
+        return envelope_into(data[a - c0:b - c0], a - start, edges, within)
+
+    chunks = range(start // plan.chunk, (end - 1) // plan.chunk + 1)
+    parts = [task(j) for j in chunks] if len(chunks) == 1 else \
+        list(_pool().map(task, chunks))
+    for k0, part_min, part_max in parts:
+        k1 = k0 + part_min.shape[0]
+        np.minimum(mins[k0:k1], part_min, out=mins[k0:k1])
+        np.maximum(maxs[k0:k1], part_max, out=maxs[k0:k1])
+    return mins[:, inverse], maxs[:, inverse], edges
+
+
 def processed_window(recording: Recording, start: int, end: int, filter_name: str = "none",
-                     band_hz=(300.0, 6000.0), cmr: bool = False, order: int = 5):
-    """(traces, columns, gains, offsets) of ``[start, end)`` for reduction.
+                     band_hz=(300.0, 6000.0), cmr: bool = False, order: int = 5,
+                     cache: ChunkCache | None = TRACE_CACHE):
+    """(traces, gains, offsets) of ``[start, end)`` for reduction.
 
     Raw: the stored values (all channels, no copy) and the per-channel µV gains/offsets to
-    apply to the envelope. Filtered / re-referenced: float32 µV of all channels (common median
-    reference uses every channel of the probe), gains 1 and offsets 0.
+    apply to the envelope. Filtered / re-referenced: float32 µV of all channels assembled from
+    the processed chunks (what :func:`processed_envelope` reduces), gains 1 and offsets 0.
     """
     n_ch = recording.num_channels
     if filter_name == "none" and not cmr:
         return (recording.traces(start, end, scaled=False), recording.gains_to_uv,
                 recording.offsets_to_uv)
-    fs = recording.sampling_frequency
-    margin = _margin_samples(filter_name, band_hz, fs)
-    lo, hi = max(start - margin, 0), min(end + margin, recording.num_samples)
-    traces = recording.traces(lo, hi, scaled=True)
-    if filter_name != "none" and traces.shape[0] > 1:
-        band = (band_hz[0], None) if filter_name == "highpass" else band_hz
-        traces = sosfiltfilt_f32(butter_sos(fs, band, order), traces)
-    traces = traces[start - lo:end - lo]
-    if cmr:
-        traces = common_median_reference(traces)
+    plan = _plan(recording, filter_name, band_hz, cmr, order, np.arange(n_ch))
+    pieces = []
+    for j in range(start // plan.chunk, (end - 1) // plan.chunk + 1 if end > start else 0):
+        c0, c1 = plan.bounds(j)
+        pieces.append(plan.get(j, cache)[max(start, c0) - c0:min(end, c1) - c0])
+    traces = np.concatenate(pieces) if pieces else np.zeros((0, n_ch), np.float32)
     return traces, np.ones(n_ch), np.zeros(n_ch)
 
 
@@ -193,20 +375,26 @@ def window_spikes(sorting: Sorting, start: int, end: int, unit_ids, peak_channel
 def make_frame(recording: Recording, start: int, end: int, channel_ids: list, n_columns: int,
                height_px: int, filter_name: str = "none", band_hz=(300.0, 6000.0),
                cmr: bool = False, gain: float = 1.0, spacing_uv: float | None = None,
-               max_line_channels: int = 32, spikes: pd.DataFrame | None = None) -> TraceFrame:
-    """The TraceFrame of ``[start, end)`` samples for ``channel_ids`` (display order)."""
+               max_line_channels: int = 32, spikes: pd.DataFrame | None = None,
+               cache: ChunkCache | None = TRACE_CACHE) -> TraceFrame:
+    """The TraceFrame of ``[start, end)`` samples for ``channel_ids`` (display order).
+
+    Filtered / re-referenced windows are reduced from processed chunks kept in ``cache``
+    (default: the process-wide :data:`TRACE_CACHE`; None: nothing kept)."""
     if filter_name not in FILTERS:
         raise ValueError(f"filter must be one of {FILTERS}, got {filter_name!r}")
-    traces, gains, offsets = processed_window(recording, start, end, filter_name, band_hz, cmr)
     columns = recording.channel_indices(channel_ids)
-    mins, maxs, edges = minmax_envelope(traces, n_columns, columns)
-    g = gains[columns].astype(np.float32)
-    o = offsets[columns].astype(np.float32)
-    if np.all(g == 1) and not np.any(o):
-        mins_uv, maxs_uv = mins.astype(np.float32), maxs.astype(np.float32)
-    else:
+    if filter_name == "none" and not cmr:
+        # raw: the envelope of the stored values (a memmap slice, not copied), then scaled
+        mins, maxs, edges = minmax_envelope(recording.traces(start, end, scaled=False),
+                                            n_columns, columns)
+        g = recording.gains_to_uv[columns].astype(np.float32)
+        o = recording.offsets_to_uv[columns].astype(np.float32)
         lo, hi = mins.astype(np.float32) * g + o, maxs.astype(np.float32) * g + o
         mins_uv, maxs_uv = np.minimum(lo, hi), np.maximum(lo, hi)  # a negative gain flips
+    else:
+        mins_uv, maxs_uv, edges = processed_envelope(recording, start, end, columns, n_columns,
+                                                     filter_name, band_hz, cmr, cache=cache)
     # baseline and spacing are display estimates: every few columns is plenty
     step = max(1, mins_uv.shape[0] // 256)
     sub_min, sub_max = mins_uv[::step], maxs_uv[::step]
