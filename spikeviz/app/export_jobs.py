@@ -84,13 +84,6 @@ def curated_session(session: Session, curation: Curation) -> Session:
                    filter_band_hz=session.filter_band_hz, n_jobs=session.n_jobs)
 
 
-def _memo(ca, unit_id) -> dict:
-    """The CuratedAnalysis memo of a new unit (empty when nothing is computed yet)."""
-    from ..model.ids import id_key
-
-    return ca._units.get(id_key(unit_id), {})
-
-
 def seed_curated(session: Session, curation: Curation, curated: Session, compute: bool,
                  report: Progress = None) -> list[str]:
     """Seed ``curated.analysis`` (:meth:`~spikeviz.model.analysis.Analysis.store`, memory only)
@@ -111,13 +104,12 @@ def seed_curated(session: Session, curation: Curation, curated: Session, compute
         raise InputError("the curation changed since the export started; export again",
                          field="curation")
     ids = sorting.unit_ids
-    new = [u for u in ids if ca._orig_index(u) is None]
+    status = ca.unit_status(ids)
     traces = curated.recording is not None and sorting.num_spikes > 0
     notes = []
 
     def ready(name: str, *what: str) -> bool:
-        if compute or (orig.is_available(name) and all(w in _memo(ca, u) for u in new
-                                                       for w in what)):
+        if compute or (orig.is_available(name) and status[list(what)].to_numpy().all()):
             return True
         notes.append(f"{name.replace('_', ' ')} of merged/split units are not computed yet: "
                      f"not written (tick 'compute missing')")
@@ -126,12 +118,11 @@ def seed_curated(session: Session, curation: Curation, curated: Session, compute
     if traces and not target.is_available("templates") and ready("templates", "template"):
         report("templates", 0.1)
         t = ca.templates(ids)
-        used = np.asarray(orig.arrays("templates")[0]["num_spikes_used"]) \
-            if len(new) < len(ids) else None
-        counts = [used[i] if (i := ca._orig_index(u)) is not None else
-                  _memo(ca, u)["template"]["num_spikes_used"] for u in ids]
+        if not status["new"].all():
+            orig.arrays("templates")  # the session's, for the original units' counts
+        counts = ca.unit_status(ids)["template_spikes_used"].to_numpy()
         target.store("templates", {"average": t.data, "std": t.std,
-                                   "num_spikes_used": np.asarray(counts, np.int64)},
+                                   "num_spikes_used": counts},
                      {"nbefore": t.nbefore, "nafter": t.data.shape[1] - t.nbefore})
         target.get("unit_peaks")  # from the seeded templates: no trace is read
     if traces and not target.is_available("spike_amplitudes") and \

@@ -283,6 +283,45 @@ class CuratedAnalysis(NewUnits):
         positions = orig if kept is None else np.searchsorted(kept, orig)
         return positions, features, self.session.recording.channel_ids[channels]
 
+    def unit_status(self, unit_ids=None) -> pd.DataFrame:
+        """Where each unit's results come from and what is known without computing, one row
+        per unit of ``unit_ids`` (default: every current unit), index ``unit_id``:
+
+        - ``new`` (bool): made by a merge or a split (not a unit of ``session.sorting``);
+        - ``template``, ``amplitudes``, ``metrics`` (bool): the result is known -- for an
+          original unit always (it is the session's, computed or read on use), for a new unit
+          once computed from its own spikes;
+        - ``template_spikes_used`` (int64): snippets averaged into its template; -1 when not
+          known yet (a new unit whose template is not computed, or the session's templates
+          not computed).
+
+        Nothing is computed. A snapshot: call again after computing."""
+        sorting, _ = self._snapshot()
+        ids = sorting.unit_ids.tolist() if unit_ids is None else self._ids(sorting, unit_ids)
+        orig = [self._orig_index(u) for u in ids]
+        used_orig = None
+        if self._has_traces() and any(i is not None for i in orig) and \
+                self.session.analysis.is_available("templates"):
+            used_orig = np.asarray(self.session.analysis.arrays("templates")[0]
+                                   ["num_spikes_used"])
+        rows = []
+        for u, i in zip(ids, orig, strict=True):
+            with self._lock:
+                entry = dict(self._units.get(id_key(u), {}))
+            if i is not None:
+                used = -1 if used_orig is None else int(used_orig[i])
+                rows.append((False, True, True, True, used))
+            else:
+                used = int(entry["template"]["num_spikes_used"]) if "template" in entry else -1
+                rows.append((True, "template" in entry, "amplitudes" in entry,
+                             "metrics" in entry, used))
+        frame = pd.DataFrame(rows, columns=["new", "template", "amplitudes", "metrics",
+                                            "template_spikes_used"],
+                             index=pd.Index(sorting.unit_ids[[sorting.unit_index_of(u)
+                                                              for u in ids]], name="unit_id"))
+        return frame.astype({"new": bool, "template": bool, "amplitudes": bool,
+                             "metrics": bool, "template_spikes_used": np.int64})
+
     def similar_units(self, unit_id, top: int = 10) -> pd.DataFrame:
         """The units most like ``unit_id``, best first (see :mod:`.curated_wizard`)."""
         sorting, kept = self._snapshot()

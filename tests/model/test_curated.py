@@ -418,3 +418,31 @@ def test_spike_features_reuse_the_sessions_principal_components(session, monkeyp
     axes = axes[:3] * np.sign(axes[np.arange(3), np.abs(axes[:3]).argmax(axis=1)])[:, None]
     np.testing.assert_allclose(features, (rows - mean) @ axes.T,
                                atol=1e-4 * np.abs(features).max())
+
+
+def test_unit_status_says_what_is_known_without_computing(session):
+    c = Curation(session.sorting)
+    a = curated_analysis(session, c)
+    ids = session.sorting.unit_ids.tolist()
+    merged = c.merge(ids[:2])
+    status = a.unit_status()
+    assert status.index.tolist() == c.sorting.unit_ids.tolist()
+    assert status.loc[merged].tolist() == [True, False, False, False, -1]
+    original = status.drop(index=merged)
+    assert not original["new"].any() and original[["template", "amplitudes", "metrics"]].all(
+        axis=None)
+    assert (original["template_spikes_used"] == -1).all()  # session templates not computed
+    a.templates([merged, ids[3]])
+    status = a.unit_status([merged, ids[3]])
+    assert status.index.tolist() == [merged, ids[3]]
+    counts = np.asarray(session.analysis.arrays("templates")[0]["num_spikes_used"])
+    assert status.loc[ids[3], "template_spikes_used"] == counts[session.sorting.unit_index_of(
+        ids[3])]
+    # the merge's template combines its parts': every part's snippets
+    assert status.loc[merged, "template"] and status.loc[merged, "template_spikes_used"] == \
+        counts[[session.sorting.unit_index_of(u) for u in ids[:2]]].sum()
+    assert not status.loc[merged, "amplitudes"]
+    a.spike_amplitudes([merged])
+    assert a.unit_status([merged]).loc[merged, "amplitudes"]
+    with pytest.raises(Exception, match="unit"):
+        a.unit_status([ids[0]])  # merged away
