@@ -150,7 +150,8 @@ def cmd_compare(args) -> int:
     comparison = compare(*sessions, delta_ms=args.delta_ms, ground_truth=args.ground_truth,
                          names=names, exhaustive_gt=args.exhaustive_gt)
     if args.json is not None:
-        text = json.dumps(comparison.to_json(), indent=1, allow_nan=False)
+        small = comparison.sorting1.num_units * comparison.sorting2.num_units <= 10_000
+        text = json.dumps(comparison.to_json(), indent=1 if small else None, allow_nan=False)
         if args.json == "-":
             print(text)
             return 0

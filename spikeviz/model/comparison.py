@@ -109,7 +109,7 @@ class Comparison(param.Parameterized):
     match_mode = param.Selector(default="hungarian", objects=["hungarian", "best"],
                                 constant=True, doc="Match used for the ground-truth counts.")
 
-    def __init__(self, sorting1, sorting2, names=None, **params):
+    def __init__(self, sorting1, sorting2, names=None, _counts=None, **params):
         s1, session1 = as_sorting(sorting1, "sorting1")
         s2, session2 = as_sorting(sorting2, "sorting2")
         ground_truth = bool(params.get("ground_truth", False))
@@ -126,17 +126,19 @@ class Comparison(param.Parameterized):
                          names=names, **params)
         self.sampling_frequency = common_rate([s1, s2], names)
         self.delta_samples = cc.delta_samples(self.delta_ms, self.sampling_frequency)
-        self._compute()
+        self._compute(_counts)
 
     # -- computation -------------------------------------------------------------------------
-    def _compute(self) -> None:
+    def _compute(self, counts=None) -> None:
         s1, s2 = self.sorting1, self.sorting2
         self._n1 = s1.spike_counts().to_numpy().astype(np.int64)
         self._n2 = s2.spike_counts().to_numpy().astype(np.int64)
-        self._counts = cc.match_counts(s1.sample_index, s1.unit_index, s1.num_units,
-                                       s2.sample_index, s2.unit_index, s2.num_units,
-                                       self.delta_samples, symmetric=not self.ground_truth,
-                                       counts2=self._n2)
+        if counts is None:
+            counts = cc.match_counts(s1.sample_index, s1.unit_index, s1.num_units,
+                                     s2.sample_index, s2.unit_index, s2.num_units,
+                                     self.delta_samples, symmetric=not self.ground_truth,
+                                     counts2=self._n2)
+        self._counts = counts
         self._scores = cc.agreement_scores(self._counts, self._n1, self._n2)
         self._hungarian = cc.hungarian_match(self._scores, self.match_score)
         self._best = cc.best_match(self._scores, self.chance_score)
@@ -144,6 +146,21 @@ class Comparison(param.Parameterized):
     def _frame(self, values) -> pd.DataFrame:
         return pd.DataFrame(values, index=pd.Index(self.sorting1.unit_ids, name=self.names[0]),
                             columns=pd.Index(self.sorting2.unit_ids, name=self.names[1]))
+
+    def with_thresholds(self, **params) -> Comparison:
+        """The same comparison with other scores (``match_score``, ``chance_score``,
+        ``well_detected_score``, ``redundant_score``, ``overmerged_score``), ``exhaustive_gt``
+        or ``match_mode``, reusing the coincidence counts (no new sweep over the spikes)."""
+        allowed = {"match_score", "chance_score", "well_detected_score", "redundant_score",
+                   "overmerged_score", "exhaustive_gt", "match_mode"}
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise InputError(f"with_thresholds takes {sorted(allowed)}, not {unknown}",
+                             field=unknown[0])
+        values = {name: getattr(self, name) for name in allowed | {"delta_ms", "ground_truth"}}
+        values.update(params)
+        return Comparison(self.session1 or self.sorting1, self.session2 or self.sorting2,
+                          names=self.names, _counts=self._counts, **values)
 
     @property
     def _match12(self) -> np.ndarray:

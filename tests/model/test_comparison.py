@@ -394,3 +394,18 @@ def test_multi_bad_input():
         sv.compare_multiple([a, b], names=["x", "x"])
     with pytest.raises(InputError, match="min_agreement"):
         sv.compare_multiple([a, b]).consensus_units(0)
+
+
+def test_with_thresholds_reuses_the_counts():
+    gt, tested = split_merge_case()
+    c = sv.compare(gt, tested, ground_truth=True)
+    assert c.num_matched == 2
+    strict = c.with_thresholds(match_score=0.65, exhaustive_gt=True)
+    assert strict._counts is c._counts and strict.delta_ms == c.delta_ms
+    assert strict.matches.isna().tolist() == [False, True, True, True]
+    assert strict.unit_categories["bad"].tolist() == [False, True, True, True, True]
+    fresh = sv.compare(gt, tested, ground_truth=True, match_score=0.65, exhaustive_gt=True)
+    assert fresh.matches.equals(strict.matches)
+    pd.testing.assert_frame_equal(fresh.performance, strict.performance)
+    with pytest.raises(InputError, match="with_thresholds"):
+        c.with_thresholds(delta_ms=1.0)
