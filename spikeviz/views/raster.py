@@ -225,7 +225,9 @@ class Raster(View):
         frame = unit_frame_of(self.session, self.curation)
         self.param.order_by.objects = order_choices(frame)
         self._data = raster_data(self.session, self.order_by, self.curation, frame)
-        if self._data is data:
+        if self._data is data:  # same rows: only the selection may have moved while hidden
+            self._info.object = self._info_html()
+            self._units_stream.event(unit_ids=list(self.selection.unit_ids))
             return
         self._set_labels()
         n = max(self._data.num_rows, 1)

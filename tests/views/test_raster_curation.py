@@ -193,3 +193,16 @@ def test_selection_highlight_follows_the_curation():
     assert set(raster.highlight["row"].tolist()) == {raster.row_of(merged)}
     raster._on_tap(x=1.0, y=float(raster.row_of(ids[5])))
     assert session.selection.unit_ids == [ids[5]]
+
+
+def test_hidden_raster_shows_the_selection_made_while_hidden():
+    """A selection made while the raster's tab was hidden (same rows) reaches its caption
+    and highlight when it is shown."""
+    session = make_session()
+    raster = Raster(session, active=False)
+    ids = session.curation.sorting.unit_ids.tolist()
+    session.selection.unit_ids = [ids[1], ids[4]]
+    raster.active = True
+    assert f"Selected: 2 units: {ids[1]}, {ids[4]}" in raster._info.object
+    expected = sum(session.curation.sorting.spike_train(u).size for u in (ids[1], ids[4]))
+    assert len(raster.highlight) == expected
