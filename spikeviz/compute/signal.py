@@ -12,7 +12,8 @@ Display helpers (used by the Traces view, pure numpy/numba): :func:`column_edges
 :func:`minmax_envelope` reduce a window to the exact min/max of every pixel column;
 :func:`sosfiltfilt_f32` is a float32 zero-phase Butterworth (same result as
 ``scipy.signal.sosfiltfilt`` with odd padding, several times faster);
-:func:`common_median_reference` subtracts the median across channels of every sample;
+:func:`common_median_reference` subtracts the exact median across channels of every sample
+(both run the kernels of :mod:`spikeviz.compute.trace_chunks`);
 :func:`envelope_image` draws envelopes of many channels into one count image.
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 from scipy import signal
 
 from ..errors import InputError
+from .trace_chunks import median_reference_inplace, process_chunk
 
 # SpikeInterface's bandpass_filter defaults.
 DEFAULT_BAND_HZ = (300.0, 6000.0)
@@ -64,8 +66,8 @@ def filtered_reader(read_raw, num_samples: int, sampling_frequency: float, gains
     if margin_ms is None:
         margin_ms = MARGIN_PERIODS * 1000.0 / float(band_hz[0])
     margin = round(margin_ms * sampling_frequency / 1000.0)
-    gains = np.asarray(gains, dtype=np.float32)
-    offsets = np.asarray(offsets, dtype=np.float32)
+    gains = np.asarray(gains, dtype=np.float64)
+    offsets = np.asarray(offsets, dtype=np.float64)
 
     def read(start_sample: int, end_sample: int) -> np.ndarray:
         lo = max(int(start_sample) - margin, 0)
@@ -73,11 +75,9 @@ def filtered_reader(read_raw, num_samples: int, sampling_frequency: float, gains
         raw = np.asarray(read_raw(lo, hi))
         if raw.shape[0] == 0:
             return np.zeros((0, raw.shape[1]), np.float32)
-        traces = raw.astype(np.float32) * gains + offsets
-        # sosfiltfilt needs more samples than its padding; tiny windows are padded less
-        padlen = min(3 * (2 * len(sos) + 1), traces.shape[0] - 1)
-        out = signal.sosfiltfilt(sos, traces, axis=0, padlen=max(padlen, 0))
-        return out[start_sample - lo:end_sample - lo].astype(np.float32)
+        # scipy's sosfiltfilt (odd padding, clipped for tiny windows), float64 states
+        return process_chunk(raw, gains, offsets, sos,
+                             keep=(start_sample - lo, end_sample - lo))
 
     return read
 
@@ -151,125 +151,33 @@ def minmax_envelope(traces: np.ndarray, n_columns: int, columns=None):
     return mins, maxs, edges
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def _sos_pass_cascade(sos, zi, data, reverse):
-    """Like scipy.signal.sosfilt(sos, data, axis=0, zi=zi * first_input), in place: every
-    section starts from its steady state scaled by the first input sample."""
-    n, m = data.shape
-    if n == 0:
-        return data
-    n_sec = sos.shape[0]
-    first_row = n - 1 if reverse else 0
-    z1 = np.empty((n_sec, m), np.float64)
-    z2 = np.empty((n_sec, m), np.float64)
-    for s in range(n_sec):
-        for c in range(m):
-            z1[s, c] = zi[s, 0] * data[first_row, c]
-            z2[s, c] = zi[s, 1] * data[first_row, c]
-    x = np.empty(m, np.float64)
-    for i in range(n):
-        t = n - 1 - i if reverse else i
-        row = data[t]
-        for c in range(m):
-            x[c] = row[c]
-        for s in range(n_sec):
-            b0, b1, b2, a1, a2 = sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5]
-            za = z1[s]
-            zb = z2[s]
-            for c in range(m):
-                xc = x[c]
-                y = b0 * xc + za[c]
-                za[c] = b1 * xc - a1 * y + zb[c]
-                zb[c] = b2 * xc - a2 * y
-                x[c] = y
-        for c in range(m):
-            row[c] = x[c]
-    return data
-
-
 def sosfiltfilt_f32(sos: np.ndarray, traces: np.ndarray, padlen: int | None = None) -> np.ndarray:
     """Zero-phase filter of ``traces`` (samples, channels) along time, float32 out.
 
-    Same result (up to float32 rounding) as ``scipy.signal.sosfiltfilt(sos, traces, axis=0,
-    padtype="odd", padlen=padlen)``; ``padlen`` defaults to scipy's and is clipped to the
-    window. ``sos``: e.g. :func:`butter_sos`.
+    Same result (up to float32 rounding of the values) as ``scipy.signal.sosfiltfilt(sos,
+    traces, axis=0, padtype="odd", padlen=padlen)``; ``padlen`` defaults to scipy's and is
+    clipped to the window. ``sos``: e.g. :func:`butter_sos`. Kernel:
+    :func:`spikeviz.compute.trace_chunks.process_chunk` (float64 states, vectorised over
+    channels).
     """
-    sos = np.asarray(sos, dtype=np.float64)
-    x = np.asarray(traces, dtype=np.float32)
-    n = x.shape[0]
-    if padlen is None:
-        padlen = 3 * (2 * len(sos) + 1 - min((sos[:, 2] == 0).sum(), (sos[:, 5] == 0).sum()))
-    padlen = max(0, min(int(padlen), n - 1))
-    ext = np.empty((n + 2 * padlen, x.shape[1]), dtype=np.float32)
-    ext[padlen:padlen + n] = x
-    if padlen:
-        ext[:padlen] = 2 * x[0] - x[padlen:0:-1]
-        ext[padlen + n:] = 2 * x[-1] - x[-2:-padlen - 2:-1]
-    zi = signal.sosfilt_zi(sos)
-    _sos_pass_cascade(sos, zi, ext, False)
-    _sos_pass_cascade(sos, zi, ext, True)
-    return ext[padlen:padlen + n]
-
-
-@numba.njit(cache=True, nogil=True)
-def _select(buf, lo, hi, k):
-    """Rearrange ``buf[lo:hi+1]`` so that ``buf[k]`` is its k-th smallest (quickselect)."""
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        # median of three as the pivot
-        if buf[mid] < buf[lo]:
-            buf[mid], buf[lo] = buf[lo], buf[mid]
-        if buf[hi] < buf[lo]:
-            buf[hi], buf[lo] = buf[lo], buf[hi]
-        if buf[hi] < buf[mid]:
-            buf[hi], buf[mid] = buf[mid], buf[hi]
-        pivot = buf[mid]
-        i, j = lo, hi
-        while i <= j:
-            while buf[i] < pivot:
-                i += 1
-            while buf[j] > pivot:
-                j -= 1
-            if i <= j:
-                buf[i], buf[j] = buf[j], buf[i]
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
-            return
-
-
-@numba.njit(cache=True, nogil=True)
-def _cmr(traces, out):
-    n, m = traces.shape
-    buf = np.empty(m, np.float32)
-    half = m // 2
-    for t in range(n):
-        for c in range(m):
-            buf[c] = traces[t, c]
-        _select(buf, 0, m - 1, half)
-        med = buf[half]
-        if m % 2 == 0:  # mean of the two middle values: the largest of the lower half
-            lower = buf[0]
-            for c in range(1, half):
-                lower = max(lower, buf[c])
-            med = np.float32(0.5) * (med + lower)
-        for c in range(m):
-            out[t, c] = traces[t, c] - med
+    x = np.asarray(traces)
+    if x.ndim != 2:
+        raise InputError(f"traces must be (samples, channels), got shape {x.shape}",
+                         field="traces")
+    if x.dtype.kind not in "fiu":
+        x = x.astype(np.float32)
+    return process_chunk(x, 1.0, 0.0, sos, padlen=padlen)
 
 
 def common_median_reference(traces: np.ndarray) -> np.ndarray:
     """``traces`` (samples, channels) minus, at every sample, the median across channels;
     float32 out (SpikeInterface's ``common_reference(reference="global",
-    operator="median")``)."""
-    x = np.ascontiguousarray(traces, dtype=np.float32)
-    out = np.empty_like(x)
-    if x.size:
-        _cmr(x, out)
-    return out
+    operator="median")``). Exact: the median is selected, not approximated."""
+    x = np.array(traces, dtype=np.float32, order="C", copy=True)
+    if x.ndim != 2:
+        raise InputError(f"traces must be (samples, channels), got shape {x.shape}",
+                         field="traces")
+    return median_reference_inplace(x)
 
 
 @numba.njit(cache=True, nogil=True)

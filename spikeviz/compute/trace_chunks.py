@@ -203,15 +203,16 @@ def median_reference_inplace(traces: np.ndarray) -> np.ndarray:
 
 # -- a processed chunk ---------------------------------------------------------------------------
 def process_chunk(raw: np.ndarray, gains, offsets, sos: np.ndarray | None = None,
-                  keep: tuple[int, int] | None = None, cmr: bool = False) -> np.ndarray:
+                  keep: tuple[int, int] | None = None, cmr: bool = False,
+                  padlen: int | None = None) -> np.ndarray:
     """float32 µV of ``raw`` (stored values, (samples, channels)) rows ``keep = (lo, hi)``.
 
     ``raw * gains + offsets`` (per channel) is zero-phase filtered with ``sos`` (None: not
     filtered) over all of ``raw`` (the rows outside ``keep`` are its margins), then the rows
     ``[lo, hi)`` are kept and, with ``cmr``, re-referenced to the median across channels.
     Equals ``scipy.signal.sosfiltfilt(sos, raw * gains + offsets, axis=0)[lo:hi]`` up to
-    float32 rounding (``padlen`` clipped to ``len(raw) - 1``). The result is C-contiguous
-    (possibly a view into a slightly larger buffer).
+    float32 rounding; ``padlen`` (default scipy's) is clipped to ``len(raw) - 1``. The result
+    is C-contiguous (possibly a view into a slightly larger buffer).
     """
     raw = np.asarray(raw)
     if raw.ndim != 2:
@@ -231,7 +232,8 @@ def process_chunk(raw: np.ndarray, gains, offsets, sos: np.ndarray | None = None
         _scale(raw[lo:hi], gains, offsets, out)
     else:
         sos = np.ascontiguousarray(sos, dtype=np.float64)
-        padlen = max(0, min(scipy_padlen(sos), n - 1))
+        padlen = scipy_padlen(sos) if padlen is None else int(padlen)
+        padlen = max(0, min(padlen, n - 1))
         ext = np.empty((n + 2 * padlen, m), np.float32)
         _forward(raw, gains, offsets, sos, signal.sosfilt_zi(sos), padlen, ext)
         _backward(ext, sos, signal.sosfilt_zi(sos), padlen + lo)

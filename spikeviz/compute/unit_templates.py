@@ -23,6 +23,7 @@ from itertools import pairwise
 import numba
 import numpy as np
 
+from spikeviz.compute.select import median_inplace
 from spikeviz.compute.spikes import order_by_unit, unit_offsets
 from spikeviz.errors import InputError
 
@@ -51,31 +52,6 @@ def _sum_by_unit(waveforms, units, sums, squares, with_squares, c0, c1):
 
 
 @numba.njit(cache=True, nogil=True)
-def _select(values, n, rank):
-    """The element of rank ``rank`` (0-based) of ``values[:n]``, reordering it (quickselect)."""
-    lo, hi = 0, n - 1
-    while hi > lo:
-        pivot = values[(lo + hi) // 2]
-        i, j = lo, hi
-        while i <= j:
-            while values[i] < pivot:
-                i += 1
-            while values[j] > pivot:
-                j -= 1
-            if i <= j:
-                values[i], values[j] = values[j], values[i]
-                i += 1
-                j -= 1
-        if rank <= j:
-            hi = j
-        elif rank >= i:
-            lo = i
-        else:
-            break
-    return values[rank]
-
-
-@numba.njit(cache=True, nogil=True)
 def _median_by_unit(waveforms, order, offsets, unit_list, out):
     num_t = waveforms.shape[1]
     num_c = waveforms.shape[2]
@@ -91,17 +67,7 @@ def _median_by_unit(waveforms, order, offsets, unit_list, out):
                 for c in range(num_c):
                     column[c, j] = waveforms[k, t, c]
             for c in range(num_c):
-                values = column[c]
-                upper = _select(values, n, n // 2)
-                if n % 2:
-                    out[u, t, c] = upper
-                else:
-                    # the lower middle is the largest value below rank n // 2
-                    lower = values[0]
-                    for j in range(1, n // 2):
-                        if values[j] > lower:
-                            lower = values[j]
-                    out[u, t, c] = 0.5 * (lower + upper)
+                out[u, t, c] = median_inplace(column[c], n)
 
 
 def _split(n, parts):
