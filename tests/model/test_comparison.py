@@ -409,3 +409,14 @@ def test_with_thresholds_reuses_the_counts():
     pd.testing.assert_frame_equal(fresh.performance, strict.performance)
     with pytest.raises(InputError, match="with_thresholds"):
         c.with_thresholds(delta_ms=1.0)
+
+
+@pytest.mark.parametrize("ground_truth", [False, True])
+def test_unequal_unit_counts_equal_spikeinterface(ground_truth):
+    a, b = _pair(3)
+    for x, y in ((a.select_units(a.unit_ids[:6]), b), (a, b.select_units(b.unit_ids[2:7]))):
+        c = sv.compare(x, y, ground_truth=ground_truth, exhaustive_gt=True)
+        sx, sy = sv.to_spikeinterface(x), sv.to_spikeinterface(y)
+        si = sc.compare_sorter_to_ground_truth(sx, sy, exhaustive_gt=True) if ground_truth \
+            else sc.compare_two_sorters(sx, sy)
+        assert_same_as_si(c, si, ground_truth)
