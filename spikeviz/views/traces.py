@@ -78,6 +78,7 @@ class Traces(View):
         self._size = (1000, self.min_height)
         self._spacing: dict = {}
         self._x_ranges: weakref.WeakSet = weakref.WeakSet()
+        self._y_ranges: weakref.WeakSet = weakref.WeakSet()
         recording = session.recording
         if recording is None:
             self._layout = pn.Column(pn.pane.Alert(NO_RECORDING, alert_type="info"),
@@ -225,6 +226,8 @@ class Traces(View):
             if (x_range.start, x_range.end) != (start_s, end_s):
                 x_range.update(start=start_s, end=end_s)
         self._pipe.send(self.frame)
+        for y_range in list(self._y_ranges):
+            self._fit_y(y_range)
 
     def step(self, direction: int) -> None:
         """Move the window by its own length (``direction`` -1 back, +1 forward)."""
@@ -290,8 +293,18 @@ class Traces(View):
         if x_range is not None and self.has_recording:
             self._x_ranges.add(x_range)
             x_range.bounds = (0.0, self.session.recording.duration_s)
-        if y_range is not None and self.frame is not None:
-            y_range.bounds = self.frame.y_range
+        if y_range is not None:
+            self._y_ranges.add(y_range)
+            self._fit_y(y_range)
+
+    def _fit_y(self, y_range) -> None:
+        """Every channel row in view (the y range is not zoomable; the first frame drawn in a
+        hidden tab is a placeholder whose range HoloViews would otherwise keep)."""
+        if self.frame is None:
+            return
+        y0, y1 = (float(v) for v in self.frame.y_range)
+        if (y_range.start, y_range.end, y_range.bounds) != (y0, y1, (y0, y1)):
+            y_range.update(bounds=(y0, y1), start=y0, end=y1)
 
     def _on_range(self, x_range=None, **_) -> None:
         if x_range is None or self.frame is None:

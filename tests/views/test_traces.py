@@ -316,3 +316,18 @@ def test_unit_colors_are_consistent():
     assert unit_color(3, selected=[5, 3]) == PALETTE[1]
     assert unit_color(3) == id_color(3) == PALETTE[3]
     assert id_color("a") == id_color("a") and id_color(np.int64(4)) == PALETTE[4]
+
+
+def test_shown_after_hidden_fits_every_channel_in_the_y_range():
+    """Built in a hidden tab, the plot is first drawn from a placeholder; once shown, the
+    Bokeh y range must cover every channel row, not the placeholder's [-1, 0]."""
+    from bokeh.models import Plot
+
+    session, _ = make_session(n_channels=40)
+    view = Traces(session, selection=Selection.for_session(session), active=False)
+    root = view._pane.get_root()
+    plot = root.select_one({"type": Plot})
+    view.active = True
+    y0, y1 = view.frame.y_range
+    assert (plot.y_range.start, plot.y_range.end) == (y0, y1)
+    assert y1 - y0 >= 40  # 40 rows
