@@ -160,3 +160,7 @@ def warm_up_kernels() -> None:
     accumulate_templates(read_raw, 100, sample_index, unit_index, 2, 2, 3, gains, offsets)
     compute_spike_amplitudes(read_raw, 100, sample_index, unit_index, np.zeros(2, np.int64),
                              np.zeros(2, np.int64), gains, offsets)
+    from .comparison import match_counts, matched_spikes
+
+    match_counts(sample_index, unit_index, 2, sample_index, unit_index, 2, 3, symmetric=True)
+    matched_spikes(sample_index, sample_index, 3)
