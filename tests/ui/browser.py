@@ -1,7 +1,9 @@
 """Helpers for the browser tests: a `spikeviz` server subprocess, Chromium, page text, waits.
 
-Debian's Chromium (``/usr/bin/chromium``) driven by Playwright; the server is started on a free
-127.0.0.1 port and waited for (generous timeout: warm-up compiles kernels on slow machines).
+Debian's Chromium (``/usr/bin/chromium``) driven by Playwright (:func:`launch_chromium`,
+:func:`open_page`); the server is started on a free 127.0.0.1 port and waited for (generous
+timeout: warm-up compiles kernels on slow machines), stopped with SIGKILL (:meth:`Server.stop`)
+or SIGTERM (:meth:`Server.terminate`, which must end it cleanly).
 Panel renders into shadow roots, so :func:`page_text` walks them (``innerText`` of the body
 does not). :func:`unexpected_messages` is the console policy: every console error, page error
 and failed request counts, except failed loads from other hosts (web fonts the offline machine
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -58,9 +61,19 @@ class Server:
                 f"--- server stderr ---\n{self.stderr.read_text(errors='replace')[-6000:]}")
 
     def stop(self) -> None:
+        """SIGKILL (no chance to flush anything), when still running."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=30)
+
+    def terminate(self, timeout_s: float = 30) -> int:
+        """SIGTERM and wait: the exit code (fails the test when it is ignored)."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"the server ignored SIGTERM for {timeout_s:.0f} s\n{self.logs()}")
 
 
 def start_server(args: list[str], workdir: Path, env: dict | None = None,
@@ -117,6 +130,25 @@ class Messages(list):
     def where(self, message) -> str:
         """The step of ``message`` (one of this list's items)."""
         return self.steps[self.index(message)]
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium, headless, with the arguments this machine needs."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def open_page(browser, url: str, messages: Messages | None = None,
+              viewport: tuple[int, int] = (1600, 1000), timeout_s: float = 120,
+              action_timeout_s: float | None = None):
+    """A new page of ``browser`` at ``url``; ``messages`` (when given) listens to it before
+    it loads, so nothing it says is missed."""
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    if action_timeout_s is not None:
+        page.set_default_timeout(action_timeout_s * 1000)
+    if messages is not None:
+        messages.listen(page)
+    page.goto(url, timeout=timeout_s * 1000)
+    return page
 
 
 def unexpected_messages(messages, host: str) -> list:
@@ -206,3 +238,13 @@ def screenshot(page, name: str, full_page: bool = False) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+def blur(page) -> None:
+    """Take the keyboard focus off whatever has it (through shadow roots), so that the next
+    keys go to the page's shortcuts, not into a text box."""
+    page.evaluate("""() => {
+      let el = document.activeElement;
+      while (el && el.shadowRoot && el.shadowRoot.activeElement) el = el.shadowRoot.activeElement;
+      if (el && el.blur) el.blur();
+    }""")

@@ -13,43 +13,63 @@ the previous one left (as a scientist would work):
    selected", Split: 10 rows with the two parts (N and the rest); Ctrl+Z, Ctrl+Shift+Z;
 6. export of the curation JSON (valid SpikeInterface v2, applies to the original sorting) and
    of HDF5 (loads back with the curated units);
-7. no console error (except web fonts the offline machine cannot fetch), no page error;
-8. the curation log on disk follows every step; after kill -9, reopening the folder gives the
-   same curated units and labels.
+7. the keys of the loop: Shift+M merges the two parts back, a lasso and "k" split the merged
+   unit, Delete removes a unit;
+8. tags typed in the tag box (the letters typed there are not shortcuts) and the Tag button:
+   in the table's tags column; the Remove button: the row goes, Undo brings it back;
+9. export of the curation JSON again (the tags are in it, SpikeInterface applies them) and of
+   a Phy folder: phylib's ``load_model`` (TemplateModel) and ``spikeviz.load`` open it with the
+   curated cluster ids, spike trains (checked against the original folder's spike times) and
+   labels (``cluster_group.tsv``);
+10. export of NWB with the metadata form filled in: no CRITICAL nwbinspector message, pynwb
+    reads the units (ids, spike counts, ``quality`` labels) and the subject and start time;
+11. no console error (except web fonts the offline machine cannot fetch), no page error;
+12. the curation log on disk follows every step; after kill -9, reopening the folder gives the
+    same curated units and labels.
 
 Screenshots of each step are saved to test-artifacts/curation_*.png.
 """
 
 from __future__ import annotations
 
-import io
+import csv
+import datetime as dt
 import json
 import re
+import zoneinfo
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 import pytest
 from browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Messages,
     assert_no_traceback,
+    blur,
+    launch_chromium,
+    open_page,
     page_text,
     poll,
     require_browser,
-    screenshot,
     start_server,
     unexpected_messages,
     wait_text,
+)
+from curation_ui import (
+    ACTION_TIMEOUT_S,
+    UI,
+    correlograms,
+    done_ops,
+    drawn_pixels,
+    export,
+    lasso_amplitudes,
 )
 
 pytestmark = pytest.mark.ui
 
 NUM_UNITS = 10
-TABLE = ".spikeviz-unit-table"
-ACTION_TIMEOUT_S = 90  # one curation action and the redraw of the shown views, 2 slow cores
-EXPORT_TIMEOUT_S = 240
+SAMPLING_FREQUENCY_HZ = 30000.0
+TAGS = ("burst", "check later")
 
 
 # -- fixtures ----------------------------------------------------------------------------------
@@ -88,137 +108,33 @@ def ui(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(ACTION_TIMEOUT_S * 1000)
             messages = Messages()
-            messages.listen(page)
-            page.goto(server.url, timeout=120_000)
+            page = open_page(browser, server.url, messages, viewport=(1600, 1000),
+                             action_timeout_s=ACTION_TIMEOUT_S)
             yield UI(page, messages, server)
         finally:
             browser.close()
 
 
-class UI:
-    """The page and what the tests share: the server, the messages, the story's unit ids."""
-
-    def __init__(self, page, messages, server):
-        self.page, self.messages, self.server = page, messages, server
-        self.state: dict = {}
-
-    # table
-    def rows(self):
-        return self.page.locator(f"{TABLE} .tabulator-row")
-
-    def row(self, unit):
-        return self.rows().filter(has=self.page.locator(
-            '[tabulator-field="unit_id"]', has_text=re.compile(rf"^\s*{unit}\s*$")))
-
-    def cell(self, unit, field: str = "unit_id"):
-        return self.row(unit).locator(f'[tabulator-field="{field}"]')
-
-    def click_unit(self, unit, add: bool = False) -> None:
-        """Click the (frozen) unit id cell of ``unit``'s row; ``add``: Ctrl-click."""
-        self.cell(unit).click(modifiers=["Control"] if add else None)
-
-    def table_ids(self) -> list[int]:
-        return [int(t) for t in self.page.locator(
-            f'{TABLE} .tabulator-row [tabulator-field="unit_id"]').all_inner_texts()]
-
-    def selected_ids(self) -> list[int]:
-        return sorted(int(t) for t in self.page.locator(
-            f'{TABLE} .tabulator-row.tabulator-selected [tabulator-field="unit_id"]')
-            .all_inner_texts())
-
-    def wait_rows(self, n: int) -> None:
-        from playwright.sync_api import expect
-
-        expect(self.rows()).to_have_count(n, timeout=ACTION_TIMEOUT_S * 1000)
-
-    def wait_selected(self, ids) -> None:
-        poll(lambda: self.selected_ids() == sorted(ids), ACTION_TIMEOUT_S,
-             what=f"the table's selected rows are {sorted(ids)} (now {self.selected_ids()})")
-
-    def wait_label(self, unit, label: str) -> None:
-        from playwright.sync_api import expect
-
-        expect(self.cell(unit, "label")).to_have_text(label, timeout=ACTION_TIMEOUT_S * 1000)
-
-    def spikes_of(self, unit) -> int:
-        return int(self.cell(unit, "num_spikes").inner_text().replace(",", ""))
-
-    # toolbar
-    def button(self, name: str):
-        return self.page.get_by_role("button", name=name, exact=True)
-
-    def press(self, key: str) -> None:
-        self.page.keyboard.press(key)
-
-    def tab(self, title: str):
-        return self.page.locator(".bk-tab").filter(has_text=re.compile(rf"^\s*{title}\s*$"))
-
-    def status(self, pattern: str):
-        return wait_text(self.page, pattern, ACTION_TIMEOUT_S)
-
-    def shot(self, name: str, full_page: bool = False) -> Path:
-        return screenshot(self.page, f"curation_{name}", full_page=full_page)
+def original_trains(folder: Path) -> dict[int, np.ndarray]:
+    """Spike sample indices of every cluster of the original Phy folder, read with numpy."""
+    times = np.load(folder / "spike_times.npy").ravel().astype(np.int64)
+    clusters = np.load(folder / "spike_clusters.npy").ravel().astype(np.int64)
+    return {int(c): np.sort(times[clusters == c]) for c in np.unique(clusters)}
 
 
-def curation_log(folder: Path) -> dict:
-    """The curation log the server writes (where ``Session.curation_log_path`` says)."""
-    import spikeviz
-
-    path = spikeviz.load(folder).curation_log_path()
-    assert path is not None and path.is_file(), f"no curation log at {path}"
-    return json.loads(path.read_text())
+def expected_ids(ui) -> set:
+    """The unit ids the story's actions leave (kept by the tests, not read from the table)."""
+    return set(ui.state["ids"])
 
 
-def done_ops(folder: Path) -> list[tuple]:
-    """(op, detail) of the actions in effect (up to the log's position)."""
-    doc = curation_log(folder)
-    out = []
-    for action in doc["actions"][:doc["position"]]:
-        op = action["op"]
-        detail = {"label": lambda a: (tuple(a["unit_ids"]), a["label"]),
-                  "merge": lambda a: (tuple(sorted(a["unit_ids"])), a["new_unit_id"]),
-                  "split": lambda a: (a["unit_id"], tuple(sorted(a["new_unit_ids"])))}.get(
-            op, lambda a: None)(action)
-        out.append((op, detail))
-    return out
-
-
-def _png(png: bytes) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
-
-
-def _drawn_pixels(png: bytes) -> int:
-    """Coloured (not grey, not white) pixels: bars and shading, not axes or text."""
-    rgb = _png(png)
-    return int(np.count_nonzero(rgb.max(axis=-1) - rgb.min(axis=-1) > 60))
-
-
-def _correlograms(ui):
-    """The correlogram figure: ``.spikeviz-correlograms`` when the page has it, else the
-    figure right under the correlograms' info line (the Bokeh pane's css class does not reach
-    the page)."""
-    page = ui.page
-    tagged = page.locator(".spikeviz-correlograms")
-    if tagged.count():
-        return tagged.first
-    info = page.locator(".spikeviz-correlograms-info").bounding_box()
-    if info is None:
-        return tagged
-    below = []
-    figures = page.locator(".bk-Figure")
-    for i in range(figures.count()):
-        box = figures.nth(i).bounding_box()
-        gap = box["y"] - info["y"] - info["height"] if box else -1
-        if box and box["width"] > 20 and -5 <= gap <= 80 and abs(box["x"] - info["x"]) < 150:
-            below.append((box["y"], i))
-    return figures.nth(min(below)[1]) if below else tagged
+def original_unit(ui, avoid=()) -> int:
+    """The smallest original unit id in the table, other than unit 7 (labelled mua) and
+    ``avoid``."""
+    ids = ui.table_ids()
+    return min(u for u in ids if u < NUM_UNITS and u != 7 and u not in avoid)
 
 
 # -- the story ---------------------------------------------------------------------------------
@@ -239,7 +155,7 @@ def test_1_load(ui):
 
 def test_2_select_unit_updates_views(ui):
     page = ui.page
-    assert not _correlograms(ui).is_visible()  # no unit selected: no correlogram grid
+    assert not correlograms(ui).is_visible()  # no unit selected: no correlogram grid
     unit = 2
     spikes = ui.spikes_of(unit)
     ui.click_unit(unit)
@@ -254,9 +170,9 @@ def test_2_select_unit_updates_views(ui):
         '.spikeviz-similarity .tabulator-row [tabulator-field="unit_id"]').all_inner_texts()]
     assert unit not in listed and set(listed) <= set(range(NUM_UNITS))
     # the correlogram panel shows up and draws the unit's autocorrelogram (bars, not white)
-    poll(lambda: _correlograms(ui).is_visible(), ACTION_TIMEOUT_S,
+    poll(lambda: correlograms(ui).is_visible(), ACTION_TIMEOUT_S,
          what="the correlogram grid shows")
-    poll(lambda: _drawn_pixels(_correlograms(ui).screenshot()) > 300, ACTION_TIMEOUT_S,
+    poll(lambda: drawn_pixels(correlograms(ui).screenshot()) > 300, ACTION_TIMEOUT_S,
          what="the correlogram panel draws bars")
     assert spikes > 0
     assert_no_traceback(page)
@@ -332,26 +248,6 @@ def test_4_merge_undo_redo(ui, dataset):
     ui.state.update(merged=new, merged_spikes=total, parts=(a, b))
 
 
-def _centre_canvas(ui):
-    """The biggest visible canvas between the unit table and the correlograms (the plot of
-    the centre tab)."""
-    page = ui.page
-    left = page.locator(TABLE).bounding_box()
-    right = page.locator(".spikeviz-correlograms-info").bounding_box()
-    x0, x1 = left["x"] + left["width"], right["x"]
-    best, area = None, 0
-    for canvas in page.locator("canvas").all():
-        if not canvas.is_visible():
-            continue
-        box = canvas.bounding_box()
-        if box is None or not (x0 - 5 <= box["x"] and box["x"] + box["width"] <= x1 + 5):
-            continue
-        if box["width"] * box["height"] > area:
-            best, area = box, box["width"] * box["height"]
-    assert best is not None, "no plot canvas in the centre column"
-    return best
-
-
 def test_5_split_by_lasso(ui, dataset):
     folder, _ = dataset
     page = ui.page
@@ -360,24 +256,11 @@ def test_5_split_by_lasso(ui, dataset):
     unit, total = ui.state["merged"], ui.state["merged_spikes"]
     ui.wait_selected([unit])
     ui.tab("Amplitudes").click()
-    wait_text(page, rf"0 spikes selected of {total:,}\b", ACTION_TIMEOUT_S)
+    wait_text(page, rf"\b0 spikes selected of {total:,}\b", ACTION_TIMEOUT_S)
     assert ui.button("Split").is_disabled()
-    page.wait_for_timeout(500)  # settle: the plot's ranges arrive after its first render
-    box = _centre_canvas(ui)
     # a lasso (the plot's active drag tool) around the first ~third of the session, every
     # amplitude: some of the spikes, not all
-    x, y, w, h = box["x"], box["y"], box["width"], box["height"]
-    corners = [(0.2, 0.12), (0.5, 0.12), (0.5, 0.92), (0.2, 0.92)]
-    points = [(x + fx * w, y + fy * h) for fx, fy in corners]
-    page.mouse.move(*points[0])
-    page.mouse.down()
-    for px, py in [*points[1:], points[0]]:
-        page.mouse.move(px, py, steps=12)
-    page.mouse.up()
-    match = wait_text(page, rf"([1-9][\d,]*) spikes selected of {total:,}\b",
-                      ACTION_TIMEOUT_S)
-    picked = int(match.group(1).replace(",", ""))
-    assert 0 < picked < total
+    picked = lasso_amplitudes(ui, total)
     ui.shot("5_lasso")
     split = ui.button("Split")
     poll(split.is_enabled, ACTION_TIMEOUT_S, what="Split is enabled after the lasso")
@@ -405,21 +288,8 @@ def test_5_split_by_lasso(ui, dataset):
     ui.wait_selected([first, second])
     assert done_ops(folder)[-1] == ("split", (unit, tuple(parts)))
     assert_no_traceback(page)
-    ui.state.update(split=(first, second), picked=picked)
-
-
-def _expected_ids(ui) -> set:
-    a, b = ui.state["parts"]
-    return (set(range(NUM_UNITS)) - {a, b}) | set(ui.state["split"])
-
-
-def _show_export_result(ui) -> None:
-    """Scroll the export panel's result line into view (for the screenshot)."""
-    written = ui.page.get_by_text(re.compile(r"Written to")).last
-    try:
-        written.scroll_into_view_if_needed(timeout=5000)
-    except Exception:  # only the screenshot is worse
-        pass
+    ui.state.update(split=(first, second), picked=picked,
+                    ids=(set(range(NUM_UNITS)) - set(ui.state["parts"])) | {first, second})
 
 
 def test_6_export_curation_json_and_hdf5(ui, dataset):
@@ -427,20 +297,14 @@ def test_6_export_curation_json_and_hdf5(ui, dataset):
     page = ui.page
     if "split" not in ui.state:
         pytest.skip("needs the merge and split of test_4 and test_5")
-    ui.tab("Export").click()
-    ui.tab("Curation").click()
-    ui.button("Export curation JSON").click()
-    match = wait_text(page, r"Written to (\S+\.json)\b", EXPORT_TIMEOUT_S)
-    json_path = Path(match.group(1))
-    wait_text(page, r"✅ Done", 10)
-    assert json_path.is_file(), json_path
+    json_path = export(ui, "Curation", "Export curation JSON")
+    assert json_path.suffix == ".json", json_path
     document = json.loads(json_path.read_text())
     steps = document if isinstance(document, list) else [document]
     from spikeinterface.curation import apply_curation, validate_curation_dict
 
     for step in steps:
         validate_curation_dict(step)
-    _show_export_result(ui)
     ui.shot("6_export_json")
 
     # the steps turn the original sorting into the curated units
@@ -448,30 +312,311 @@ def test_6_export_curation_json_and_hdf5(ui, dataset):
 
     times = np.load(folder / "spike_times.npy").ravel().astype(np.int64)
     clusters = np.load(folder / "spike_clusters.npy").ravel().astype(np.int64)
-    original = si.NumpySorting.from_samples_and_labels([times], [clusters], 30000.0)
+    original = si.NumpySorting.from_samples_and_labels([times], [clusters],
+                                                       SAMPLING_FREQUENCY_HZ)
     curated = apply_curation(original, document)
     assert curated.get_num_units() == NUM_UNITS
     counts = sorted(curated.count_num_spikes_per_unit().values())
     assert counts == sorted(ui.spikes_of(u) for u in ui.table_ids())
 
-    ui.tab("HDF5").click()
-    ui.button("Export HDF5").click()
-    match = wait_text(page, r"Written to (\S+\.h5)\b", EXPORT_TIMEOUT_S)
-    h5_path = Path(match.group(1))
-    assert h5_path.is_file(), h5_path
+    h5_path = export(ui, "HDF5", "Export HDF5")
+    assert h5_path.suffix == ".h5", h5_path
     import spikeviz
 
     exported = spikeviz.load(h5_path).sorting
-    expected = _expected_ids(ui)
+    expected = expected_ids(ui)
     assert set(exported.unit_ids.tolist()) == expected
     for unit in expected:
         assert exported.spike_indices(unit).size == ui.spikes_of(unit), unit
     assert_no_traceback(page)
-    _show_export_result(ui)
     ui.shot("6_export_hdf5")
 
 
-def test_7_no_console_errors(ui):
+def test_7_keys_merge_split_remove(ui, dataset):
+    """Shift+M, a lasso then "k", Delete: the keyboard's merge, split and remove."""
+    folder, _ = dataset
+    page = ui.page
+    ids = ui.table_ids()
+    ui.state.setdefault("ids", set(ids))
+    a, b = ui.state.get("split") or [u for u in ids if u != 7][:2]
+    total = ui.spikes_of(a) + ui.spikes_of(b)
+    ui.select(a, b)
+    blur(page)
+    ui.press("Shift+M")
+    ui.wait_rows(len(ids) - 1)
+    merged = int(ui.status_line(rf"merged (?:{a}\+{b}|{b}\+{a}) → (\d+)").group(1))
+    ui.wait_selected([merged])
+    assert merged not in ids and a not in ui.table_ids() and b not in ui.table_ids()
+    assert ui.spikes_of(merged) == total
+    assert done_ops(folder)[-1] == ("merge", (tuple(sorted((a, b))), merged))
+    ui.shot("7_merged_by_key")
+
+    # the lassoed spikes of test_5 are still selected (a merge keeps the spike selection);
+    # Esc clears it, then a new lasso
+    ui.tab("Amplitudes").click()
+    blur(page)
+    ui.press("Escape")
+    wait_text(page, rf"\b0 spikes selected of {total:,}\b", ACTION_TIMEOUT_S)
+    picked = lasso_amplitudes(ui, total)
+    before = set(ui.table_ids())
+    ui.press("k")
+    ui.wait_rows(len(ids))
+    ui.status_line(rf"split {merged} → ")
+    parts = sorted(set(ui.table_ids()) - before)
+    assert len(parts) == 2 and merged not in ui.table_ids(), parts
+    ui.wait_selected(parts)
+    counts = sorted(ui.spikes_of(u) for u in parts)
+    assert counts == sorted([picked, total - picked]), counts
+    assert done_ops(folder)[-1] == ("split", (merged, tuple(parts)))
+    ui.shot("7_split_by_key")
+
+    removed = original_unit(ui)
+    label, spikes = ui.label_of(removed), ui.spikes_of(removed)
+    ui.select(removed)
+    blur(page)
+    ui.press("Delete")
+    ui.wait_rows(len(ids) - 1)
+    ui.status_line(rf"removed {removed}\b")
+    assert removed not in ui.table_ids()
+    ui.wait_selected([])
+    assert done_ops(folder)[-1] == ("remove", (removed,))
+    assert_no_traceback(page)
+    ui.state["ids"] = (ui.state["ids"] - {a, b, removed}) | set(parts)
+    assert set(ui.table_ids()) == expected_ids(ui)
+    ui.state.update(parts2=tuple(parts), removed=(removed, label, spikes),
+                    origins=(*ui.state.get("parts", (a, b)),))
+    ui.shot("7_removed_by_key")
+
+
+def test_8_tags_and_remove_button(ui, dataset):
+    folder, _ = dataset
+    page = ui.page
+    ui.state.setdefault("ids", set(ui.table_ids()))
+    unit = original_unit(ui)
+    label = ui.label_of(unit)
+    ui.select(unit)
+    tag_box = page.get_by_placeholder("tags, comma-separated")
+    tag = ui.button("Tag")
+    assert tag.is_disabled()  # nothing typed yet
+    actions = len(done_ops(folder))
+    # typed into the box, "u", "k"... are letters of a tag, not the shortcuts (unsorted, split)
+    tag_box.click()
+    tag_box.press_sequentially(", ".join(TAGS), delay=30)
+    poll(tag.is_enabled, ACTION_TIMEOUT_S, what="Tag is enabled once a tag is typed")
+    assert len(done_ops(folder)) == actions, done_ops(folder)[actions:]
+    assert ui.label_of(unit) == label
+    tag.click()
+    ui.status_line(rf"tagged {unit} {re.escape(', '.join(sorted(TAGS)))}")
+    poll(lambda: ui.tags_of(unit) == set(TAGS), ACTION_TIMEOUT_S,
+         what=f"the tags column of unit {unit} shows {TAGS} (now {ui.tags_of(unit)})")
+    assert done_ops(folder)[-1] == ("tag", ((unit,), tuple(sorted(TAGS))))
+    poll(lambda: tag_box.input_value() == "", 30, what="the tag box is emptied")
+    assert ui.label_of(unit) == label
+    ui.wait_selected([unit])
+    ui.shot("8_tagged")
+
+    # the Remove button: the row goes; Undo brings it back, selected, as it was
+    gone = original_unit(ui, avoid=(unit,))
+    shown = (ui.label_of(gone), ui.spikes_of(gone))
+    rows = len(ui.table_ids())
+    ui.select(gone)
+    ui.button("Remove").click()
+    ui.wait_rows(rows - 1)
+    assert gone not in ui.table_ids()
+    ui.status_line(rf"removed {gone}\b")
+    assert done_ops(folder)[-1] == ("remove", (gone,))
+    ui.shot("8_removed_button")
+    ui.button("↶ Undo").click()
+    ui.wait_rows(rows)
+    ui.status_line(rf"undid: removed {gone}\b")
+    ui.wait_selected([gone])
+    assert (ui.label_of(gone), ui.spikes_of(gone)) == shown
+    assert done_ops(folder)[-1] == ("tag", ((unit,), tuple(sorted(TAGS))))
+    assert set(ui.table_ids()) == expected_ids(ui)
+    assert ui.tags_of(unit) == set(TAGS)
+    assert_no_traceback(page)
+    ui.state["tagged"] = unit
+
+
+def _tsv(path: Path) -> dict:
+    """{cluster id: value} of a two-column Phy table (``cluster_id<TAB>name``)."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    assert rows and rows[0][0] == "cluster_id", rows[:1]
+    return {int(r[0]): r[1] for r in rows[1:]}
+
+
+def test_9_export_curation_json_with_tags_and_phy_folder(ui, dataset):
+    folder, _ = dataset
+    if "tagged" not in ui.state:
+        pytest.skip("needs the tags of test_8")
+    tagged = ui.state["tagged"]
+    shown = ui.shown_units()
+    assert set(shown) == expected_ids(ui)
+
+    # the curation JSON carries the tags; SpikeInterface turns them into unit properties
+    json_path = export(ui, "Curation", "Export curation JSON")
+    document = json.loads(json_path.read_text())
+    steps = document if isinstance(document, list) else [document]
+    from spikeinterface.curation import apply_curation, validate_curation_dict
+
+    for step in steps:
+        validate_curation_dict(step)
+    listed = [set(entry["labels"].get("tags", [])) for step in steps
+              for entry in step.get("manual_labels", []) if entry["unit_id"] == tagged]
+    assert set(TAGS) in listed, steps[-1].get("manual_labels")
+    import spikeinterface.core as si
+
+    trains = original_trains(folder)
+    samples = np.concatenate(list(trains.values()))
+    labels = np.concatenate([np.full(t.size, c) for c, t in trains.items()])
+    original = si.NumpySorting.from_samples_and_labels([samples], [labels],
+                                                       SAMPLING_FREQUENCY_HZ)
+    curated = apply_curation(original, document)
+    assert sorted(curated.count_num_spikes_per_unit().values()) == \
+        sorted(spikes for _, spikes in shown.values())
+    si_ids = list(curated.unit_ids)
+    for tag in TAGS:
+        flags = dict(zip(si_ids, curated.get_property(tag), strict=True))
+        assert flags[tagged] and sum(bool(v) for v in flags.values()) == 1, (tag, flags)
+    ui.shot("9_export_json_tags")
+
+    # the Phy folder
+    phy = export(ui, "Phy", "Export Phy folder")
+    assert phy.is_dir() and (phy / "params.py").is_file(), phy
+    assert phy.with_name(phy.name + ".zip").is_file()
+    ui.shot("9_export_phy")
+    groups = _tsv(phy / "cluster_group.tsv")
+    assert set(groups) <= set(shown)
+    for unit, (label, _) in shown.items():
+        assert groups.get(unit, "unsorted") == label, (unit, groups.get(unit), label)
+    if (phy / "cluster_info.tsv").is_file():  # phy's own summary, when written
+        with open(phy / "cluster_info.tsv", newline="") as f:
+            info = {int(r["cluster_id"]): r for r in csv.DictReader(f, delimiter="\t")}
+        for unit, (label, _) in shown.items():
+            assert info[unit].get("group", label) == label, unit
+
+    from phylib.io.model import load_model
+
+    model = load_model(phy / "params.py")
+    try:
+        clusters = np.asarray(model.spike_clusters)
+        spike_samples = np.asarray(model.spike_samples).astype(np.int64)
+        ids, counts = np.unique(clusters, return_counts=True)
+        assert dict(zip(ids.tolist(), counts.tolist(), strict=True)) == \
+            {u: spikes for u, (_, spikes) in shown.items()}
+        phy_groups = model.metadata.get("group", {})
+        for unit, (label, _) in shown.items():
+            assert phy_groups.get(unit, "unsorted") == label, unit
+        assert model.sample_rate == SAMPLING_FREQUENCY_HZ
+        # spike trains against the original folder's: unchanged units are identical; the
+        # parts of the twice-split pair hold exactly the spikes of the two original clusters
+        exported = {u: np.sort(spike_samples[clusters == u]) for u in shown}
+        for unit in shown:
+            if unit < NUM_UNITS:
+                np.testing.assert_array_equal(exported[unit], trains[unit], err_msg=str(unit))
+        new = sorted(u for u in shown if u >= NUM_UNITS)
+        origins = ui.state.get("origins")
+        if origins:
+            np.testing.assert_array_equal(
+                np.sort(np.concatenate([exported[u] for u in new])),
+                np.sort(np.concatenate([trains[u] for u in origins])))
+    finally:
+        close = getattr(model, "close", None)
+        if close is not None:
+            close()
+
+    import spikeviz
+
+    sorting = spikeviz.load(phy).sorting
+    assert set(sorting.unit_ids.tolist()) == set(shown)
+    loaded_labels = sorting.labels
+    for unit, (label, spikes) in shown.items():
+        assert sorting.spike_indices(unit).size == spikes, unit
+        assert loaded_labels[unit] == label, unit
+    assert_no_traceback(ui.page)
+
+
+def _fill_nwb_form(page, start: dt.datetime, zone: str) -> None:
+    """Type the DANDI fields of the NWB form (found by their placeholders and options)."""
+    page.get_by_placeholder("e.g. m42").fill("m42")
+    species = page.get_by_placeholder("Latin binomial, e.g. Mus musculus")
+    species.fill("Mus musculus")
+    species.press("Enter")
+    page.locator("select").filter(
+        has=page.locator("option", has_text="M (male)")).select_option(label="M (male)")
+    page.get_by_placeholder("e.g. P90D, P12W, P90D/P120D").fill("P90D")
+    page.get_by_placeholder("What was recorded").fill("spikeviz browser test session")
+    timezone = page.get_by_placeholder("e.g. Europe/Paris")
+    timezone.click()
+    timezone.press_sequentially(zone, delay=20)
+    page.locator(".bk-menu div, .bk-menu li").filter(
+        has_text=re.compile(rf"^\s*{re.escape(zone)}\s*$")).first.click()
+    # the start: the picker takes no typed text (read-only input): its calendar, as a person
+    picker = page.locator("input.flatpickr-input").first
+    picker.click()
+    calendar = page.locator(".flatpickr-calendar.open")
+    calendar.locator("input.cur-year").fill(str(start.year))
+    calendar.locator("select.flatpickr-monthDropdown-months").select_option(
+        index=start.month - 1)
+    calendar.locator(".flatpickr-day:not(.prevMonthDay):not(.nextMonthDay)").filter(
+        has_text=re.compile(rf"^{start.day}$")).click()
+    for name, value in (("hour", start.hour), ("minute", start.minute),
+                        ("second", start.second)):
+        field = calendar.locator(f"input.flatpickr-{name}")
+        field.fill(f"{value:02d}")
+        field.press("Tab")
+    want = start.strftime("%Y-%m-%d %H:%M:%S")
+    poll(lambda: picker.input_value() == want, 30,
+         what=f"the session start shows {want} (now {picker.input_value()!r})")
+    page.keyboard.press("Escape")  # closes the calendar (keys in a text box are not shortcuts)
+    blur(page)
+
+
+def test_10_export_nwb(ui, dataset):
+    folder, _ = dataset
+    shown = ui.shown_units()
+    start, zone = dt.datetime(2024, 5, 1, 10, 30, 0), "Europe/Paris"
+    path = export(ui, "NWB", "Export NWB", fill=lambda page: _fill_nwb_form(page, start, zone))
+    assert path.suffix == ".nwb", path
+    ui.shot("10_export_nwb")
+    text = page_text(ui.page)
+    assert "DANDI requires them" not in text, text[-2000:]
+
+    from nwbinspector import Importance, inspect_nwbfile
+
+    found = list(inspect_nwbfile(nwbfile_path=str(path)))
+    critical = [m for m in found if m.importance == Importance.CRITICAL]
+    assert not critical, [(m.check_function_name, m.message) for m in critical]
+    ui.state["nwbinspector"] = sorted({(m.importance.name, m.check_function_name)
+                                       for m in found})
+
+    from pynwb import NWBHDF5IO
+
+    trains = original_trains(folder)
+    with NWBHDF5IO(str(path), "r") as io:
+        nwb = io.read()
+        assert nwb.subject.subject_id == "m42"
+        assert nwb.subject.species == "Mus musculus"
+        assert nwb.subject.sex == "M" and nwb.subject.age == "P90D"
+        assert nwb.session_start_time == start.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+        units = nwb.units
+        ids = [int(i) for i in units.id[:]]
+        assert set(ids) == set(shown)
+        quality = units["quality"][:]
+        for row, unit in enumerate(ids):
+            times_s = np.asarray(units["spike_times"][row])
+            label, spikes = shown[unit]
+            assert times_s.size == spikes, unit
+            assert quality[row] == label, unit
+            if unit < NUM_UNITS:  # unchanged original units: the same samples
+                np.testing.assert_array_equal(
+                    np.round(times_s * SAMPLING_FREQUENCY_HZ).astype(np.int64),
+                    trains[unit], err_msg=str(unit))
+    assert_no_traceback(ui.page)
+
+
+def test_11_no_console_errors(ui):
     assert_no_traceback(ui.page)
     host = urlparse(ui.server.url).hostname
     bad = [(ui.messages.where(m), *m) for m in unexpected_messages(ui.messages, host)]
@@ -480,7 +625,7 @@ def test_7_no_console_errors(ui):
     assert "Traceback" not in log, ui.server.logs()
 
 
-def test_8_kill_and_reopen_resumes_the_curation(ui, dataset):
+def test_12_kill_and_reopen_resumes_the_curation(ui, dataset):
     folder, _ = dataset
     if "split" not in ui.state:
         pytest.skip("needs the merge and split of test_4 and test_5")
@@ -494,7 +639,7 @@ def test_8_kill_and_reopen_resumes_the_curation(ui, dataset):
     curation = spikeviz.load(folder).curation
     try:
         sorting = curation.sorting
-        assert set(sorting.unit_ids.tolist()) == set(shown) == _expected_ids(ui)
+        assert set(sorting.unit_ids.tolist()) == set(shown) == expected_ids(ui)
         labels = curation.labels  # indexed by unit id
         for unit, (label, spikes) in shown.items():
             assert labels[unit] == label, unit
