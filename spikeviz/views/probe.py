@@ -113,9 +113,14 @@ class Probe(View):
 
     @staticmethod
     def _empty_frame() -> pd.DataFrame:
-        return pd.DataFrame({c: [] for c in ["unit_id", "x_um", "y_um", "label", "depth_um",
-                                             "color", "size", "alpha", "line_color",
-                                             "selected"]})
+        # typed like a real frame: BokehJS refuses a float64 (empty) colour column
+        text = ["unit_id", "label", "color", "line_color"]
+        number = ["x_um", "y_um", "depth_um", "size", "alpha"]
+        columns = {c: pd.Series([], dtype=object) for c in text}
+        columns.update({c: pd.Series([], dtype=np.float64) for c in number})
+        columns["selected"] = pd.Series([], dtype=bool)
+        return pd.DataFrame(columns)[["unit_id", "x_um", "y_um", "label", "depth_um", "color",
+                                      "size", "alpha", "line_color", "selected"]]
 
     # -- data -----------------------------------------------------------------------------------
     def unit_locations(self) -> pd.DataFrame:
@@ -265,8 +270,11 @@ class Probe(View):
         peaks = {where[c] for c in self.peak_channel_ids}
         rects = self._squares(near)
         colors = [PEAK_COLOR if i in peaks else HIGHLIGHT_COLOR for i in near]
-        return hv.Rectangles([(*r, c) for r, c in zip(rects, colors, strict=True)],
-                             vdims="color").opts(color="color", line_alpha=0)
+        # typed columns even when empty: BokehJS refuses a float64 colour array
+        rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+        data = pd.DataFrame({"x0": rects[:, 0], "y0": rects[:, 1], "x1": rects[:, 2],
+                             "y1": rects[:, 3], "color": pd.Series(colors, dtype=object)})
+        return hv.Rectangles(data, vdims="color").opts(color="color", line_alpha=0)
 
     def _units_element(self, version=0):
         points = hv.Points(self.frame, kdims=["x_um", "y_um"],

@@ -225,3 +225,23 @@ def test_axes_fit_the_first_selected_unit_neighbourhood():
         assert fitted() == pytest.approx(whole)
 
     asyncio.run(run())
+
+
+def test_hidden_probe_renders_colour_columns_bokehjs_accepts(gt):
+    """Built hidden (no frame yet), the probe's first render has an empty points source whose
+    colour columns must still be text: BokehJS refuses a float64 colour array ("invalid color
+    array") and then draws nothing in the tab, even after it is shown."""
+    import holoviews as hv
+    from bokeh.models import ColumnDataSource
+
+    session = peak_channel_session()
+    probe = Probe(session, active=False)
+    fig = hv.render(probe.plot, backend="bokeh")
+    checked = 0
+    for source in fig.select({"type": ColumnDataSource}):
+        for name in ("color", "line_color"):
+            if name in source.data:
+                values = np.asarray(source.data[name])
+                assert values.dtype.kind in "OUS", (name, values.dtype)
+                checked += 1
+    assert checked >= 2
