@@ -205,35 +205,26 @@ def filtered_snippets(read_raw, num_samples, spike_sample_index, nbefore, nafter
     ``chunk_samples`` groups of spikes, one window per group, samples outside the recording
     0 µV) when it reads through :func:`spikeviz.compute.signal.filtered_reader` (``sos``, a
     ``margin_samples`` margin on each side of a window, clipped to the recording): each window
-    is scaled to µV in float32, extended by odd reflection (``padlen = min(3 * (2 * sections
-    + 1), samples - 1)``) and filtered forward then backward in float64 from the steady state
-    scaled by the first sample, as ``scipy.signal.sosfiltfilt``. One fused kernel per window
-    instead of numpy/scipy passes (about 2-3x faster on 4 channels). ``sos`` None: no filter
-    (a plain scaled gather). ``spike_sample_index``: int samples, ascending.
+    is filtered by the same kernel (:func:`spikeviz.compute.trace_chunks.process_chunk`) and
+    the snippets are cut from it directly. ``sos`` None: no filter (a plain scaled gather).
+    ``spike_sample_index``: int samples, ascending.
     """
-    from scipy import signal
-
     from spikeviz.compute import waveforms
+    from spikeviz.compute.trace_chunks import process_chunk
 
     if sos is None:
         return waveforms.extract_waveforms(read_raw, num_samples, spike_sample_index, nbefore,
                                            nafter, gains, offsets, chunk_samples=chunk_samples)
-    num_samples, samples, _, _, chunk_samples, _ = waveforms._prepare(
+    num_samples, samples, gains, offsets, chunk_samples, _ = waveforms._prepare(
         num_samples, spike_sample_index, gains, offsets, chunk_samples, 1)
     nbefore, nafter = waveforms._check_window(nbefore, nafter)
-    gains32 = np.ascontiguousarray(gains, dtype=np.float32)
-    offsets32 = np.ascontiguousarray(offsets, dtype=np.float32)
-    if gains32.ndim != 1 or offsets32.shape != gains32.shape:
-        raise InputError("gains and offsets must be 1-D with one value per channel",
-                         field="gains")
     sos = np.ascontiguousarray(sos, dtype=np.float64)
     if sos.ndim != 2 or sos.shape[1] != 6 or sos.shape[0] < 1:
         raise InputError(f"sos must be (sections, 6), got {sos.shape}", field="sos")
-    zi = np.ascontiguousarray(signal.sosfilt_zi(sos), dtype=np.float64)
     margin = int(margin_samples)
     if margin < 0:
         raise InputError(f"margin_samples must be >= 0, got {margin}", field="margin_samples")
-    num_c = gains32.shape[0]
+    num_c = gains.shape[0]
     out = np.zeros((samples.shape[0], nbefore + nafter, num_c), dtype=np.float32)
     for i0, i1 in waveforms._chunk_groups(samples, num_samples, chunk_samples):
         lo = max(int(samples[i0]) - nbefore, 0)
@@ -247,67 +238,23 @@ def filtered_snippets(read_raw, num_samples, spike_sample_index, nbefore, nafter
         if raw.shape != (hi2 - lo2, num_c):
             raise InputError(f"read_raw({lo2}, {hi2}) returned shape {raw.shape}, expected "
                              f"({hi2 - lo2}, {num_c}) (samples, channels)", field="read_raw")
-        if not raw.dtype.isnative:
-            raw = raw.astype(raw.dtype.newbyteorder("="))
-        padlen = max(min(3 * (2 * sos.shape[0] + 1), raw.shape[0] - 1), 0)
-        filtered = _filtfilt_window(raw, gains32, offsets32, sos, zi, padlen)
-        _cut_snippets(filtered, lo - lo2, hi - lo, samples, i0, i1, nbefore + lo2, out)
+        window = process_chunk(raw, gains, offsets, sos, keep=(lo - lo2, hi - lo2))
+        _cut_snippets(window, hi - lo, samples, i0, i1, nbefore + lo, out)
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _filtfilt_window(raw, gains, offsets, sos, zi, padlen):
-    """float64 (n + 2 padlen, C): ``raw`` scaled to µV in float32, odd-extended, filtered
-    forward and backward (scipy's sosfilt recurrence, operation for operation)."""
-    n, m = raw.shape
-    ne = n + 2 * padlen
-    ext = np.empty((ne, m), np.float64)
-    x = np.empty((n, m), np.float32)
-    for t in range(n):
-        for c in range(m):
-            x[t, c] = np.float32(raw[t, c]) * gains[c] + offsets[c]
-            ext[padlen + t, c] = x[t, c]
-    two = np.float32(2.0)
-    for c in range(m):
-        for k in range(padlen):
-            ext[k, c] = two * x[0, c] - x[padlen - k, c]
-            ext[padlen + n + k, c] = two * x[n - 1, c] - x[n - 2 - k, c]
-    num_s = sos.shape[0]
-    z1 = np.empty((num_s, m), np.float64)
-    z2 = np.empty((num_s, m), np.float64)
-    for direction in range(2):
-        first = 0 if direction == 0 else ne - 1
-        for s in range(num_s):
-            for c in range(m):
-                z1[s, c] = zi[s, 0] * ext[first, c]
-                z2[s, c] = zi[s, 1] * ext[first, c]
-        for i in range(ne):
-            row = ext[i if direction == 0 else ne - 1 - i]
-            for s in range(num_s):
-                b0, b1, b2, a1, a2 = sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5]
-                za = z1[s]
-                zb = z2[s]
-                for c in range(m):
-                    xc = row[c]
-                    y = b0 * xc + za[c]
-                    za[c] = b1 * xc - a1 * y + zb[c]
-                    zb[c] = b2 * xc - a2 * y
-                    row[c] = y
-    return ext[padlen:padlen + n]
-
-
-@numba.njit(cache=True, nogil=True)
-def _cut_snippets(filtered, first, n_rows, samples, i0, i1, shift, out):
-    """Spike k's snippet from window rows ``[first, first + n_rows)`` of ``filtered`` (the
-    window read, without its margins); rows outside it are 0. ``shift``: nbefore + the first
-    sample of ``filtered``."""
+def _cut_snippets(window, n_rows, samples, i0, i1, shift, out):
+    """Spike k's snippet from the rows ``[0, n_rows)`` of ``window`` (float32, the window
+    read without its margins); rows outside it are 0. ``shift``: nbefore + the window's first
+    sample."""
     num_t = out.shape[1]
     num_c = out.shape[2]
     for k in range(i0, i1):
         start = samples[k] - shift
         for t in range(num_t):
             r = start + t
-            if r < first or r >= first + n_rows:
+            if r < 0 or r >= n_rows:
                 continue
             for c in range(num_c):
-                out[k, t, c] = np.float32(filtered[r, c])
+                out[k, t, c] = window[r, c]

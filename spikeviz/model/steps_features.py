@@ -5,9 +5,11 @@ For every unit ``u`` of the session's sorting, exactly what
 ``u`` alone with the Features view's defaults (``n_components`` 3; background: the
 ``background_units`` (3) nearest other units on the probe, at most
 ``min(BACKGROUND_SPIKES_PER_UNIT, max_background_spikes // count)`` spikes each, drawn with
-``seed`` 0): the same code (:func:`.curated_features.project`) on the same spikes, so the same
-numbers, bit for bit. Stored in the session's disk cache (``spikeviz precompute``, or a
-background thread of the server: :func:`spikeviz.app.precompute.start_background`);
+``seed`` 0): the same code (:func:`.curated_features.project`) on the same spikes and the same
+snippets bit for bit, so the same numbers (to float32 precision: BLAS may round the PCA an
+ulp differently from one call to the next). Stored in the session's disk cache
+(``spikeviz precompute``, or a background thread of the server:
+:func:`spikeviz.app.precompute.start_background`);
 ``spike_features`` seeds its memo from it, so a first click reads a few kB instead of
 filtering the recording.
 
@@ -143,7 +145,7 @@ def run(ctx, params, deps, units=None):
             {"kind": kind, "d": int(d)})
 
 
-register(Step(NAME, 1, dict(DEFAULTS), run, depends=_depends, extra_key=_extra_key,
+register(Step(NAME, 2, dict(DEFAULTS), run, depends=_depends, extra_key=_extra_key,
               needs_recording=True,
               doc="Per unit, the Features view's first click (its spikes and its nearest "
                   "units' background spikes on its PCA basis), computed ahead."))

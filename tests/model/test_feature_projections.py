@@ -1,6 +1,7 @@
 """Features of a unit click: the fused snippet read equals the chunked filtered read bit for
-bit; the precomputed ``feature_projections`` equal a fresh click bit for bit (and so do the
-projections made through the old reader, ``curated_units.snippets``); the disk cache serves
+bit; the precomputed ``feature_projections`` equal a fresh click (and so do the projections
+made through the old reader, ``curated_units.snippets``): same spikes and channels, features
+to float32 precision; the disk cache serves
 them to a later session; background units follow the Features view's rule."""
 
 import threading
@@ -41,6 +42,18 @@ def old_reader(session):
     return lambda ctx, samples, channels: cu.snippets(session, samples, channels)
 
 
+def assert_same(mine, theirs):
+    """Same positions and channels; features equal to float32 precision (the PCA's BLAS may
+    round differently with another memory alignment or thread count: at most an ulp or two of
+    the largest feature)."""
+    np.testing.assert_array_equal(mine[0], theirs[0])
+    np.testing.assert_array_equal(mine[2], theirs[2])
+    assert mine[1].dtype == theirs[1].dtype == np.float32
+    scale = float(np.abs(theirs[1]).max())
+    np.testing.assert_allclose(mine[1], theirs[1], rtol=0,
+                               atol=2 * np.finfo(np.float32).eps * scale)
+
+
 def click(session, unit_id, monkeypatch=None, reader=None):
     """A fresh Features click on ``unit_id`` with the view's defaults (its background)."""
     a = CuratedAnalysis(session, Curation(session.sorting))
@@ -79,20 +92,17 @@ def test_fused_read_equals_the_chunked_filtered_read_bit_for_bit(data, band):
     assert cf.read_snippets(ctx, np.zeros(0, np.int64), np.arange(4)).shape[0] == 0
 
 
-def test_precomputed_features_equal_a_fresh_click_bit_for_bit(session, monkeypatch):
+def test_precomputed_features_equal_a_fresh_click(session, monkeypatch):
     ids = session.sorting.unit_ids.tolist()
     fresh = {u: click(session, u) for u in ids}
-    # the projections through the old reader are the same numbers, bit for bit
+    # the projections through the old reader are the same numbers
     for u in ids[:2]:
-        old = click(session, u, monkeypatch, old_reader(session))
-        for x, y in zip(old, fresh[u], strict=True):
-            np.testing.assert_array_equal(x, y)
+        assert_same(click(session, u, monkeypatch, old_reader(session)), fresh[u])
     session.compute(sf.NAME)
     monkeypatch.setattr(cf, "read_snippets", lambda *a: pytest.fail("read traces"))
     for u in ids:
         stored = click(session, u)
-        for x, y in zip(stored, fresh[u], strict=True):
-            np.testing.assert_array_equal(x, y)
+        assert_same(stored, fresh[u])
         s = session.sorting
         shown = s.unit_index[stored[0]] == s.unit_index_of(u)
         np.testing.assert_array_equal(stored[0][shown], s.spike_indices(u))  # every spike
@@ -111,8 +121,7 @@ def test_another_request_is_computed_and_the_store_is_not_trusted_blindly(sessio
     assert reads
     b = CuratedAnalysis(Session(session.sorting, recording=session.recording, cache_dir=None),
                         Curation(session.sorting))
-    for x, y in zip(two, b.spike_features([ids[0]], 2), strict=True):
-        np.testing.assert_array_equal(x, y)
+    assert_same(two, b.spike_features([ids[0]], 2))
     # the stored unit with another background unit: only that unit's sample is read
     reads.clear()
     other = [u for u in ids[1:]][-1]
