@@ -43,7 +43,7 @@ CENTRE_MIN_WIDTH = 420
 #: caption and a 220-px grid); the tabs below take the rest, at least RIGHT_TABS_HEIGHT px,
 #: and the column scrolls when the window is lower than both.
 RIGHT_TOP_SHARE = "52%"
-RIGHT_TOP_HEIGHT = 400
+RIGHT_TOP_HEIGHT = 430
 RIGHT_TABS_HEIGHT = 420
 SIMILARITY_HEIGHT = "38%"  # of the left column, below the unit table
 #: The dashboard fills the window below the template header; each column scrolls on its own.
@@ -174,7 +174,7 @@ class Dashboard(pn.viewable.Viewer):
         header = pn.Column(self.summary, toolbar, self.help, self.keys,
                            sizing_mode="stretch_width", margin=0,
                            css_classes=["spikeviz-header"])
-        left_bottom = [pn.Column(v, sizing_mode="stretch_width", margin=0,
+        left_bottom = [pn.Column(v, sizing_mode="stretch_both", margin=0,
                                  styles={"flex": f"0 0 {SIMILARITY_HEIGHT}",
                                          "min-height": "200px"},
                                  css_classes=["spikeviz-similarity-pane"])
@@ -182,27 +182,27 @@ class Dashboard(pn.viewable.Viewer):
         left_top = [pn.Column(v, sizing_mode="stretch_both", margin=0, min_height=260,
                               css_classes=["spikeviz-unit-table-pane"])
                     for v in self._area("left")]
-        left = pn.Column(*left_top, *left_bottom, sizing_mode="stretch_height",
+        left = pn.Column(*left_top, *left_bottom, sizing_mode="stretch_both",
                          margin=(0, 4), styles=_column_styles(LEFT_WIDTH),
                          css_classes=["spikeviz-left"])
-        right_top = [pn.Column(v, sizing_mode="stretch_width", margin=0,
-                               styles={"flex": f"0 0 {RIGHT_TOP_SHARE}",
+        right_top = [pn.Column(v, sizing_mode="stretch_both", margin=0,
+                               styles={"flex": f"0 0 {RIGHT_TOP_SHARE}", "overflow-y": "auto",
                                        "min-height": f"{RIGHT_TOP_HEIGHT}px"},
                                css_classes=["spikeviz-correlograms-pane"])
                      for v in self._area("right_top")]
         right_tabs = pn.Column(self.right.tabs, sizing_mode="stretch_both", margin=0,
                                styles={"flex": "1 1 0", "min-height": f"{RIGHT_TABS_HEIGHT}px"},
                                css_classes=["spikeviz-right-tabs"])
-        right = pn.Column(*right_top, right_tabs, sizing_mode="stretch_height",
+        right = pn.Column(*right_top, right_tabs, sizing_mode="stretch_both",
                           margin=(0, 4), styles=_column_styles(RIGHT_WIDTH),
                           css_classes=["spikeviz-right"])
         centre = pn.Column(self.centre.tabs, sizing_mode="stretch_both", margin=0,
                            min_width=CENTRE_MIN_WIDTH, styles=_column_styles(),
                            css_classes=["spikeviz-centre"])
-        body = pn.Row(left, centre, right, sizing_mode="stretch_width", margin=0,
+        body = pn.Row(left, centre, right, sizing_mode="stretch_both", margin=0,
                       styles={"height": BODY_HEIGHT, "min-height": f"{BODY_MIN_HEIGHT}px"},
                       css_classes=["spikeviz-body"])
-        return pn.Column(header, body, sizing_mode="stretch_width", margin=0,
+        return pn.Column(header, body, sizing_mode="stretch_both", margin=0,
                          css_classes=["spikeviz-dashboard"])
 
     def __panel__(self):
