@@ -26,7 +26,9 @@ def suggest_merges(similarity, correlograms, bin_edges_ms, spike_counts, unit_in
 
     ``similarity``: ``(units, units)`` from :func:`compute_template_similarity`.
     ``correlograms``: int ``(k, k, bins)`` with ``bin_edges_ms`` (bins + 1), counts[i, j, b]
-    the spikes of unit j at lag t_j - t_i in bin b (SpikeInterface's convention), for the units
+    the pairs (spike of unit i at t_i, spike of unit j at t_j) with lag t_i - t_j in bin b
+    (SpikeInterface's convention, see :mod:`.ccg`; the evidence used here is symmetric in the
+    lag), for the units
     at positions ``unit_indices`` (k of them; None: all units). ``spike_counts``: ``(units,)``.
     Only pairs among those k units, both with spikes and ``similarity >= min_similarity``, are
     candidates.
