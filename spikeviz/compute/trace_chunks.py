@@ -34,6 +34,7 @@ from .select import lower_middle, median_inplace, select_rank
 
 # target number of values inside the median's bracket
 _BRACKET_TARGET = 16
+_NO_SCALE = np.zeros(0, np.float64)
 
 
 def scipy_padlen(sos: np.ndarray) -> int:
@@ -153,9 +154,11 @@ def _bracket_half_width(buf, m, med):
 
 
 @numba.njit(cache=True, nogil=True)
-def _median_reference(x):
-    """float32 ``x`` minus the median of every row, in place. The bracket [lo, hi] only
-    decides which path finds the median; every path selects the exact order statistics."""
+def _median_reference(x, raw, gains, offsets, from_raw):
+    """float32 ``x`` minus the median of every row, in place; with ``from_raw`` each row is
+    first set to ``raw * gains + offsets`` (fused: the row is still in cache when its median is
+    taken). The bracket [lo, hi] only decides which path finds the median; every path selects
+    the exact order statistics."""
     n, m = x.shape
     buf = np.empty(m, np.float32)
     k_hi = m // 2
@@ -165,6 +168,10 @@ def _median_reference(x):
     h = 0.0
     for t in range(n):
         row = x[t]
+        if from_raw:
+            src = raw[t]
+            for c in range(m):
+                row[c] = src[c] * gains[c] + offsets[c]
         found = False
         below = 0
         inside = 0
@@ -219,7 +226,7 @@ def median_reference_inplace(traces: np.ndarray) -> np.ndarray:
         raise InputError("traces must be a C-contiguous float32 (samples, channels) array",
                          field="traces")
     if traces.size:
-        _median_reference(traces)
+        _median_reference(traces, traces, _NO_SCALE, _NO_SCALE, False)
     return traces
 
 
@@ -251,6 +258,9 @@ def process_chunk(raw: np.ndarray, gains, offsets, sos: np.ndarray | None = None
     offsets = np.broadcast_to(np.asarray(offsets, dtype=np.float64), (m,)).copy()
     if sos is None or n == 0:
         out = np.empty((hi - lo, m), np.float32)
+        if cmr and out.size:
+            _median_reference(out, raw[lo:hi], gains, offsets, True)
+            return out
         _scale(raw[lo:hi], gains, offsets, out)
     else:
         sos = np.ascontiguousarray(sos, dtype=np.float64)
@@ -261,7 +271,7 @@ def process_chunk(raw: np.ndarray, gains, offsets, sos: np.ndarray | None = None
         _backward(ext, sos, signal.sosfilt_zi(sos), padlen + lo)
         out = ext[padlen + lo:padlen + hi]
     if cmr and out.size:
-        _median_reference(out)
+        _median_reference(out, out, _NO_SCALE, _NO_SCALE, False)
     return out
 
 
