@@ -138,6 +138,144 @@ def _shared(key: tuple, loader: Callable[[], Session], warm: bool) -> Session:
         return session
 
 
+class SessionPool:
+    """Browser sessions of one served app, built before a page asks for one.
+
+    Building a session (the dashboard's views, the template, their Bokeh models) takes about
+    a second; a page request that finds a prepared session gets its page at once, and the
+    browser loads the scripts and pulls the document while nothing else runs on the server.
+    ``take()`` hands out a prepared session (waiting for the one being built, if any, which
+    is sooner than starting one); the next one is built ``settle_s`` after that page has
+    drawn its document (or ``connect_timeout_s`` after it was handed out, if it never does),
+    so that building it does not compete with the page it replaces. A prepared session is
+    kept from Bokeh's expiry of unused sessions until then.
+
+    Each session is a real Bokeh server session (its own Document and session context), made
+    by the application context exactly as a page request would make it; the page then gets a
+    fresh token for it (``ServerSession.token``).
+    """
+
+    def __init__(self, tornado_app, app_path: str = "/", size: int = 1,
+                 settle_s: float = 0.5, connect_timeout_s: float = 30.0):
+        self._tornado = tornado_app
+        self.context = tornado_app.applications[app_path]
+        self.app_path = app_path
+        self.size = int(size)
+        self.settle_s = float(settle_s)
+        self.connect_timeout_s = float(connect_timeout_s)
+        self._ready: list = []
+        self._building = None  # asyncio.Task of fill()
+        self._watching: set = set()  # tasks of _handed_out()
+        self.built = 0  # sessions prepared so far
+        self.handed_out = 0  # page requests served with a prepared session
+
+    @property
+    def ready(self) -> int:
+        """Prepared sessions waiting for a page."""
+        return sum(not s.destroyed for s in self._ready)
+
+    def usable(self) -> bool:
+        """Whether ``ServerSession.token`` makes tokens this server accepts: it signs them
+        with Bokeh's settings, so the server must use the same key and signing."""
+        from bokeh.settings import settings
+
+        return (self._tornado.secret_key == settings.secret_key_bytes()
+                and bool(self._tornado.sign_sessions) == bool(settings.sign_sessions()))
+
+    def fill_soon(self):
+        """Start building sessions up to ``size`` (unless already building); the task."""
+        import asyncio
+
+        if self._building is None or self._building.done():
+            self._building = asyncio.ensure_future(self.fill())
+        return self._building
+
+    async def fill(self) -> None:
+        """Build sessions, one at a time, until ``size`` are ready (a failure stops it)."""
+        while self.ready < self.size:
+            session = await self._build()
+            if session is None:
+                return
+            self._ready.append(session)
+
+    async def _build(self):
+        from bokeh.util.token import generate_session_id
+        from tornado.httputil import HTTPServerRequest
+
+        session_id = generate_session_id(secret_key=self._tornado.secret_key,
+                                         signed=self._tornado.sign_sessions)
+        # the request the session is made for: the page's own path and nothing else (the
+        # dashboard reads nothing from a request); the page's token comes from the session
+        request = HTTPServerRequest(method="GET", uri=self.app_path)
+        try:
+            session = await self.context.create_session_if_needed(session_id, request)
+        except Exception as err:  # pages then get sessions built on request, as usual
+            log.warning("preparing a browser session failed: %s: %s", type(err).__name__, err)
+            log.debug("session preparation failure", exc_info=True)
+            return None
+        session.block_expiration()
+        self.built += 1
+        return session
+
+    async def take(self):
+        """A prepared session for a page request, or None (then the page builds its own)."""
+        import asyncio
+
+        self._ready = [s for s in self._ready if not s.destroyed]
+        if not self._ready and self._building is not None and not self._building.done():
+            await asyncio.shield(self._building)
+            self._ready = [s for s in self._ready if not s.destroyed]
+        if not self._ready:
+            return None
+        session = self._ready.pop(0)
+        self.handed_out += 1
+        task = asyncio.ensure_future(self._handed_out(session))
+        self._watching.add(task)
+        task.add_done_callback(self._watching.discard)
+        return session
+
+    def close(self) -> None:
+        """Let Bokeh discard the sessions still waiting (the server is stopping)."""
+        for session in self._ready:
+            if not session.destroyed:
+                session.unblock_expiration()
+        self._ready.clear()
+
+    async def _handed_out(self, session) -> None:
+        """Once the page has drawn its document (Bokeh's ``document_ready``) or gave up, let
+        Bokeh expire the session as any other, and build the next one."""
+        import asyncio
+
+        drawn = asyncio.Event()
+        session.document.on_event("document_ready", lambda event: drawn.set())
+        try:
+            await asyncio.wait_for(drawn.wait(), timeout=self.connect_timeout_s)
+            await asyncio.sleep(self.settle_s)
+        except TimeoutError:
+            pass
+        if not session.destroyed:
+            session.unblock_expiration()
+        self.fill_soon()
+
+
+_POOLS: dict = {}  # ApplicationContext -> SessionPool, for the page handler
+
+
+def _prepared_doc_handler():
+    """Panel's page handler, taking the page's session from the app's :class:`SessionPool`."""
+    from panel.io.server import DocHandler
+
+    class PreparedDocHandler(DocHandler):
+        async def get_session(self):
+            pool = _POOLS.get(self.application_context)
+            session = None if pool is None else await pool.take()
+            if session is None:
+                session = await super().get_session()
+            return session
+
+    return DocHandler, PreparedDocHandler
+
+
 def _url_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
@@ -188,15 +326,17 @@ def websocket_origins(address: str, port: int, extra=()) -> list[str]:
 
 def serve(session_factory: Callable[[], Session], port: int = 5006,
           address: str = "127.0.0.1", show: bool = False, title: str = "spikeviz",
-          warm: bool = True, allow_websocket_origin=()) -> None:
+          warm: bool = True, allow_websocket_origin=(), prepared_sessions: int = 1) -> None:
     """Serve the dashboard at http://address:port/ until SIGINT or SIGTERM.
 
     ``session_factory`` is called once, here, before the server starts. Only ``address`` is
     bound and only pages served from :func:`websocket_origins` may open the websocket
     (``allow_websocket_origin`` adds more). With ``warm``,
     datashader and the session's derived arrays are prepared, and one dashboard is built,
-    before the first browser connects. Blocks (``threaded=False``); returns after a clean
-    shutdown.
+    before the first browser connects. ``prepared_sessions`` browser sessions are kept built
+    ahead of the page requests (:class:`SessionPool`; 0: each page builds its own); "serving
+    at" is printed once the first one is ready. Blocks (``threaded=False``); returns after a
+    clean shutdown.
     """
     import panel as pn
 
@@ -215,18 +355,37 @@ def serve(session_factory: Callable[[], Session], port: int = 5006,
         return build_dashboard(session, title=title)
 
     host = _url_host(address)
+    from bokeh.server import urls
+
+    saved = list(urls.per_app_patterns)
+    if prepared_sessions > 0:  # the app's routes are made when the server is: patch them then
+        panel_handler, handler = _prepared_doc_handler()
+        urls.per_app_patterns[:] = [(p[0], handler, *p[2:]) if p[1] is panel_handler else p
+                                    for p in saved]
     try:
+        # a prepared session warms everything Panel's warm-up session would
         server = pn.serve({"/": app}, port=port, address=address,
                           websocket_origin=websocket_origins(address, port,
                                                              allow_websocket_origin),
-                          show=show, start=False,
-                          title=title, verbose=False, threaded=False, warm=warm)
+                          show=show, start=False, title=title, verbose=False,
+                          threaded=False, warm=warm and prepared_sessions <= 0)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             raise InputError(f"port {port} on {address} is already in use; choose another "
                              f"with --port", field="port") from None
         raise
+    finally:
+        urls.per_app_patterns[:] = saved
 
+    pool = None
+    if prepared_sessions > 0:
+        pool = SessionPool(server._tornado, "/", size=prepared_sessions)
+        if pool.usable():
+            _POOLS[pool.context] = pool
+        else:
+            log.warning("the server signs its session tokens with its own key: browser "
+                        "sessions are built on request")
+            pool = None
     loop = server.io_loop
 
     def _stop(signum, frame):
@@ -236,12 +395,25 @@ def serve(session_factory: Callable[[], Session], port: int = 5006,
     if threading.current_thread() is threading.main_thread():  # signals reach only that one
         previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     url = f"http://{host}:{port}/"
-    print(f"spikeviz: serving at {url} (Ctrl+C to stop)", flush=True)
+
+    async def announce():
+        if pool is not None:
+            t0 = time.perf_counter()
+            await pool.fill_soon()
+            if pool.ready:
+                print(f"spikeviz: prepared a browser session in "
+                      f"{time.perf_counter() - t0:.1f} s", flush=True)
+        print(f"spikeviz: serving at {url} (Ctrl+C to stop)", flush=True)
+
     try:
         server.start()
+        loop.add_callback(announce)
         loop.start()
     finally:
         print("spikeviz: shutting down", file=sys.stderr, flush=True)
+        if pool is not None:
+            _POOLS.pop(pool.context, None)
+            pool.close()
         server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
