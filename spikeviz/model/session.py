@@ -35,7 +35,8 @@ def default_precompute(session) -> list[str]:
     if session.recording is not None and session.sorting.num_spikes:
         names += ["noise_levels", "templates", "unit_peaks", "sparsity", "waveforms",
                   "spike_amplitudes",
-                  "principal_components", "template_similarity", "merge_suggestions"]
+                  "principal_components", "template_similarity", "merge_suggestions",
+                  "feature_projections"]
         if session.channel_locations_um is not None:
             names.append("unit_locations")
     names.append("quality_metrics")

@@ -14,7 +14,7 @@ from spikeviz.model.session import default_precompute
 ALL_WITH_TRACES = {"unit_peaks", "firing_rates", "isi_histograms", "correlograms", "noise_levels",
                    "random_spikes", "templates", "sparsity", "waveforms", "spike_amplitudes",
                    "principal_components", "template_similarity", "merge_suggestions",
-                   "unit_locations", "quality_metrics"}
+                   "unit_locations", "quality_metrics", "feature_projections"}
 
 
 @pytest.fixture(scope="module")
