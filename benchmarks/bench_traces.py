@@ -2,9 +2,9 @@
 
 A seeded 384-channel, 30 kHz int16 binary recording (60 s, 1.4 GB; 15 s with ``--quick``) is
 written once to ``benchmarks/.data/`` and read through a ``numpy.memmap``, as a raw ``.dat`` /
-SpikeGLX ``.bin`` is. For 1 s and 10 s windows starting at 1.5 s (half-way into a 1-s chunk:
-the unaligned case, two chunks for a 1-s window) this times, best of 3 warm calls (numba
-kernels loaded, page cache warm on both sides):
+SpikeGLX ``.bin`` is. For 1 s and 10 s windows starting at 1.25 s (inside a 0.5-s chunk: the
+unaligned case, three chunks for a 1-s window) this times, best of 3 warm calls (numba kernels
+loaded, page cache warm on both sides):
 
 - spikeviz: ``traces_data.make_frame`` — read the window, filter / re-reference if asked,
   exact min/max envelope of 1920 pixel columns, all 384 envelopes drawn into one 1920 x 1000
@@ -144,7 +144,7 @@ def main():
     np.asarray(memmap[: int(min(duration, 12.0) * FS)]).sum(dtype=np.int64)
 
     for window_s in (1.0, 10.0):
-        start = int(1.5 * FS)
+        start = int(1.25 * FS)
         end = start + int(window_s * FS)
         print(f"\n{window_s:g} s window ({end - start:,} samples x {N_CHANNELS} channels)")
         for name, filt, cmr, peer in cases:

@@ -11,8 +11,8 @@ Channel rows: row 0 at the bottom is the deepest channel (smallest y), as in the
 channel's trace is drawn at ``y = row + (value_uv - center_uv) * scale`` (``scale`` in rows per
 µV, ``gain / spacing_uv``).
 
-Filtered / re-referenced frames are made of fixed chunks (``chunk_samples``, 1 s by default,
-longer when the filter margin asks for it): each chunk is read with its filter margin (5 periods
+Filtered / re-referenced frames are made of fixed chunks (:data:`CHUNK_S`, 0.5 s, or 4 filter
+margins when longer): each chunk is read with its filter margin (5 periods
 of the low edge, clipped to the recording), scaled to µV, zero-phase filtered and/or
 re-referenced (:func:`spikeviz.compute.trace_chunks.process_chunk`), kept in a byte-bounded LRU
 cache (:class:`ChunkCache`, shared by the process) and reduced to the window's envelope chunk by
@@ -131,7 +131,9 @@ def _margin_samples(filter_name: str, band_hz, fs: float) -> int:
 
 
 # -- processed chunks ----------------------------------------------------------------------------
-CHUNK_S = 1.0
+#: chunk length (s): 0.5 s costs 7 % of margins at 300 Hz and keeps a zoomed-in first look to
+#: one short chunk; a 1-s window spans 2-3 chunks, made on as many threads
+CHUNK_S = 0.5
 DEFAULT_CACHE_BYTES = 1 << 30
 
 

@@ -10,6 +10,7 @@ from scipy import signal
 import spikeviz as sv
 from spikeviz.compute.signal import butter_sos, minmax_envelope
 from spikeviz.views.traces_data import (
+    CHUNK_S,
     ChunkCache,
     channel_order,
     make_frame,
@@ -19,6 +20,8 @@ from spikeviz.views.traces_data import (
 
 FS = 30000.0
 N_CH = 40
+CHUNK = round(CHUNK_S * FS)
+MARGIN = 500  # 5 periods of 300 Hz
 
 
 def _recording(seconds=3.2, seed=0):
@@ -38,8 +41,8 @@ def _recording(seconds=3.2, seed=0):
     return rec, raw, gains, offsets
 
 
-def _chunked_reference(raw, gains, offsets, sos, start, end, chunk=30000, margin=500):
-    """scipy's sosfiltfilt of every 1-s chunk read with its 5-period margin, then the window."""
+def _chunked_reference(raw, gains, offsets, sos, start, end, chunk=CHUNK, margin=MARGIN):
+    """scipy's sosfiltfilt of every chunk read with its 5-period margin, then the window."""
     n = raw.shape[0]
     out = []
     for j in range(start // chunk, (end - 1) // chunk + 1):
@@ -113,19 +116,20 @@ def test_second_look_pan_and_zoom_out_reuse_cached_chunks():
     rec, *_ = _recording()
     ids = channel_order(rec)
     cache = ChunkCache()
-    first = make_frame(rec, 21000, 59000, ids, 400, 100, "bandpass", cache=cache)
-    assert (cache.misses, cache.hits, len(cache)) == (2, 0, 2)  # chunks 0 and 1
-    again = make_frame(rec, 21000, 59000, ids, 400, 100, "bandpass", cache=cache)
+    window = (CHUNK + 1000, 3 * CHUNK - 1000)
+    first = make_frame(rec, *window, ids, 400, 100, "bandpass", cache=cache)
+    assert (cache.misses, cache.hits, len(cache)) == (2, 0, 2)  # chunks 1 and 2
+    again = make_frame(rec, *window, ids, 400, 100, "bandpass", cache=cache)
     assert (cache.misses, cache.hits) == (2, 2)
     assert np.array_equal(again.mins_uv, first.mins_uv)
-    make_frame(rec, 0, 90000, ids, 400, 100, "bandpass", cache=cache)  # zoom out
-    assert (cache.misses, cache.hits, len(cache)) == (3, 4, 3)  # only chunk 2 is new
-    uncached = make_frame(rec, 21000, 59000, ids, 400, 100, "bandpass", cache=None)
+    make_frame(rec, 0, 4 * CHUNK, ids, 400, 100, "bandpass", cache=cache)  # zoom out
+    assert (cache.misses, cache.hits, len(cache)) == (4, 4, 4)  # chunks 0 and 3 are new
+    uncached = make_frame(rec, *window, ids, 400, 100, "bandpass", cache=None)
     assert np.array_equal(uncached.mins_uv, first.mins_uv)
     # other settings are other chunks; the raw view never touches the cache
-    make_frame(rec, 21000, 59000, ids, 400, 100, "highpass", cache=cache)
-    make_frame(rec, 21000, 59000, ids, 400, 100, "none", cache=cache)
-    assert cache.misses == 5 and len(cache) == 5
+    make_frame(rec, *window, ids, 400, 100, "highpass", cache=cache)
+    make_frame(rec, *window, ids, 400, 100, "none", cache=cache)
+    assert cache.misses == 6 and len(cache) == 6
 
 
 def test_changed_gains_are_not_served_from_old_chunks():
