@@ -265,3 +265,47 @@ def export(ui, kind_tab: str, button: str, timeout_s: float = EXPORT_TIMEOUT_S,
     except Exception:  # only the screenshot is worse
         pass
     return path
+
+
+def fill_nwb_form(page, subject: dict, start, zone: str, location: str,
+                  description: str) -> None:
+    """Fill the export panel's NWB form as a person would (fields found by their
+    placeholders and options): ``subject`` has subject_id, species, sex (M/F/U/O), age;
+    ``start`` a naive datetime picked in the calendar, ``zone`` chosen from the timezone
+    completions; ``location`` is the brain area of the electrodes."""
+    page.get_by_placeholder("e.g. m42").fill(subject["subject_id"])
+    species = page.get_by_placeholder("Latin binomial, e.g. Mus musculus")
+    species.fill(subject["species"])
+    species.press("Enter")
+    sexes = {"F": "F (female)", "M": "M (male)", "U": "U (unknown)", "O": "O (other)"}
+    page.locator("select").filter(has=page.locator("option", has_text="M (male)")) \
+        .select_option(label=sexes[subject["sex"]])
+    page.get_by_placeholder("e.g. P90D, P12W, P90D/P120D").fill(subject["age"])
+    page.get_by_placeholder("What was recorded").fill(description)
+    page.get_by_placeholder("Allen CCF acronym for mice, e.g. VISp").fill(location)
+    timezone = page.get_by_placeholder("e.g. Europe/Paris")
+    timezone.click()
+    timezone.press_sequentially(zone, delay=20)
+    page.locator(".bk-menu div, .bk-menu li").filter(
+        has_text=re.compile(rf"^\s*{re.escape(zone)}\s*$")).first.click()
+    # the start: the picker takes no typed text (read-only input): its calendar
+    picker = page.locator("input.flatpickr-input").first
+    picker.click()
+    calendar = page.locator(".flatpickr-calendar.open")
+    year = calendar.locator("input.cur-year")  # flatpickr reads the year on key-up
+    year.select_text()
+    year.press_sequentially(str(start.year), delay=30)
+    calendar.locator("select.flatpickr-monthDropdown-months").select_option(
+        index=start.month - 1)
+    calendar.locator(".flatpickr-day:not(.prevMonthDay):not(.nextMonthDay)").filter(
+        has_text=re.compile(rf"^{start.day}$")).click()
+    for name, value in (("hour", start.hour), ("minute", start.minute),
+                        ("second", start.second)):
+        field = calendar.locator(f"input.flatpickr-{name}")
+        field.fill(f"{value:02d}")
+        field.press("Tab")
+    want = start.strftime("%Y-%m-%d %H:%M:%S")
+    poll(lambda: picker.input_value() == want, 30,
+         what=f"the session start shows {want} (now {picker.input_value()!r})")
+    page.keyboard.press("Escape")  # closes the calendar (keys in a text box are not shortcuts)
+    blur(page)
