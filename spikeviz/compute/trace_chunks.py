@@ -267,8 +267,9 @@ def process_chunk(raw: np.ndarray, gains, offsets, sos: np.ndarray | None = None
         padlen = scipy_padlen(sos) if padlen is None else int(padlen)
         padlen = max(0, min(padlen, n - 1))
         ext = np.empty((n + 2 * padlen, m), np.float32)
-        _forward(raw, gains, offsets, sos, signal.sosfilt_zi(sos), padlen, ext)
-        _backward(ext, sos, signal.sosfilt_zi(sos), padlen + lo)
+        zi = signal.sosfilt_zi(sos)
+        _forward(raw, gains, offsets, sos, zi, padlen, ext)
+        _backward(ext, sos, zi, padlen + lo)
         out = ext[padlen + lo:padlen + hi]
     if cmr and out.size:
         _median_reference(out, out, _NO_SCALE, _NO_SCALE, False)
