@@ -39,9 +39,18 @@ def _dashboard(session, **params):
     return show(session, **params)
 
 
+def _comparison_dashboard(comparison, **params):
+    """``Comparison.show``'s factory: imports Panel only when a dashboard is asked for."""
+    from .app.compare_app import show
+
+    return show(comparison, **params)
+
+
+from .model import comparison as _comparison_module  # noqa: E402
 from .model import session as _session_module  # noqa: E402
 
 _session_module.dashboard_factory = _dashboard
+_comparison_module.dashboard_factory = _comparison_dashboard
 
 __all__ = [
     "Comparison",

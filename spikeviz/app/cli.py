@@ -154,13 +154,22 @@ def cmd_compare(args) -> int:
         text = json.dumps(comparison.to_json(), indent=1 if small else None, allow_nan=False)
         if args.json == "-":
             print(text)
-            return 0
+            return _serve_comparison(comparison, args) if args.serve else 0
         with atomic_file(args.json, overwrite=True) as tmp:
             tmp.write_text(text + "\n")
     for line in _compare_text(comparison.summary()):
         print(f"  {line}")
     if args.json is not None:
         print(f"wrote {args.json}")
+    return _serve_comparison(comparison, args) if args.serve else 0
+
+
+def _serve_comparison(comparison, args) -> int:
+    """``spikeviz compare ... --serve``: the comparison dashboard on --address:--port."""
+    from .compare_app import serve_comparison
+
+    serve_comparison(comparison, port=args.port, address=args.address, show=args.show,
+                     allow_websocket_origin=args.allow_websocket_origin)
     return 0
 
 
@@ -268,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sampling rate in Hz when the files do not say it")
     p.add_argument("--json", default=None, metavar="OUT",
                    help="write matches, agreement (and performance) as JSON; - for stdout")
+    p.add_argument("--serve", action="store_true",
+                   help="then serve the comparison dashboard (Ctrl+C to stop)")
+    _add_server_options(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("generate", help="write a synthetic ground-truth dataset (Phy folder)")
