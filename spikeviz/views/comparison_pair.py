@@ -85,7 +85,7 @@ def pair_correlogram(train1, train2, sampling_frequency, window_ms, bin_ms):
 def _templates_of(session, unit_id):
     """``(template (S, C) float32, channel_ids, nbefore, fs)`` of ``unit_id`` or a reason."""
     if session is None:
-        return "no session (a bare sorting)"
+        return "no recording (a bare sorting)"
     if session.recording is None:
         return "no recording"
     try:
