@@ -246,6 +246,9 @@ def process_chunk(raw: np.ndarray, gains, offsets, sos: np.ndarray | None = None
     raw = np.asarray(raw)
     if raw.ndim != 2:
         raise InputError(f"raw must be (samples, channels), got shape {raw.shape}", field="raw")
+    if raw.dtype.kind not in "iuf":
+        raise InputError(f"raw must hold integers or floats, got dtype {raw.dtype}",
+                         field="raw")
     n, m = raw.shape
     lo, hi = (0, n) if keep is None else (int(keep[0]), int(keep[1]))
     if not 0 <= lo <= hi <= n:
@@ -264,6 +267,8 @@ def process_chunk(raw: np.ndarray, gains, offsets, sos: np.ndarray | None = None
         _scale(raw[lo:hi], gains, offsets, out)
     else:
         sos = np.ascontiguousarray(sos, dtype=np.float64)
+        if sos.ndim != 2 or sos.shape[1] != 6 or sos.shape[0] < 1:
+            raise InputError(f"sos must be (sections, 6), got shape {sos.shape}", field="sos")
         padlen = scipy_padlen(sos) if padlen is None else int(padlen)
         padlen = max(0, min(padlen, n - 1))
         ext = np.empty((n + 2 * padlen, m), np.float32)

@@ -75,6 +75,10 @@ def test_unfiltered_chunk_is_the_scaled_window_and_odd_layouts_are_accepted():
                           process_chunk(np.ascontiguousarray(raw[:, ::2]), 1.0, 0.0, sos))
     with pytest.raises(InputError, match="keep"):
         process_chunk(raw, 1.0, 0.0, sos, (10, 10**6))
+    with pytest.raises(InputError, match="sections, 6"):
+        process_chunk(raw, 1.0, 0.0, sos[:, :5])
+    with pytest.raises(InputError, match="dtype"):
+        process_chunk(raw.astype(bool), 1.0, 0.0, sos)
 
 
 def test_median_reference_is_exactly_numpy_median_on_every_kind_of_row():
