@@ -192,7 +192,8 @@ class ChunkCache:
         return len(self._items)
 
 
-#: the chunks of every Traces view of this process
+#: the chunks of every Traces view of this process (1 GiB: a 20-s window of 384 channels;
+#: set ``TRACE_CACHE.max_bytes`` to change it)
 TRACE_CACHE = ChunkCache()
 _TOKENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _TOKEN_COUNTER = count()
@@ -211,10 +212,12 @@ def _recording_key(recording: Recording) -> tuple:
 
 
 def _pool() -> ThreadPoolExecutor:
+    """The threads that make chunks (one per core, at most 8; the kernels release the GIL)."""
     global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 8)),
-                                   thread_name_prefix="spikeviz-traces")
+    with _TOKEN_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 8)),
+                                       thread_name_prefix="spikeviz-traces")
     return _POOL
 
 
