@@ -248,3 +248,31 @@ def blur(page) -> None:
       while (el && el.shadowRoot && el.shadowRoot.activeElement) el = el.shadowRoot.activeElement;
       if (el && el.blur) el.blur();
     }""")
+
+
+def tabulator_column(table, field: str) -> list[str]:
+    """Texts of column ``field`` in every row of the Tabulator inside locator ``table``, in
+    order. Tabulator renders only the rows near the visible ones (virtual DOM), so its holder
+    is scrolled from top to bottom and back to where it was."""
+    holder = table.locator(".tabulator-tableholder").first
+    cells = table.locator(f'.tabulator-row [tabulator-field="{field}"]')
+    start = holder.evaluate("el => el.scrollTop")
+    seen: dict[str, None] = {}
+
+    def read_at(top: int) -> tuple[int, int]:
+        holder.evaluate("(el, top) => { el.scrollTop = top; }", top)
+        table.page.wait_for_timeout(250)  # Tabulator redraws on the scroll event
+        for text in cells.all_inner_texts():
+            seen.setdefault(text.strip(), None)
+        return holder.evaluate("el => [el.clientHeight, el.scrollHeight]")
+
+    try:
+        top = 0
+        height, bottom = read_at(top)
+        while height > 0 and top + height < bottom:
+            top += max(height // 2, 1)
+            height, bottom = read_at(top)
+        read_at(bottom)  # the last rows, whatever the rounding
+    finally:
+        holder.evaluate("(el, top) => { el.scrollTop = top; }", start)
+    return list(seen)
