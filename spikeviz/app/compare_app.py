@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 ACCENT = "#1f5f8b"
 TITLE = "spikeviz compare"
+#: Height of the matrices + pair row, px (the unit table and plots follow below).
+BODY_HEIGHT = 700
 
 _CSS = """
 .spikeviz-summary { display: flex; flex-wrap: wrap; gap: 6px 22px; align-items: baseline;
@@ -138,7 +140,8 @@ class CompareDashboard(pn.viewable.Viewer):
                          styles={"flex": "0 0 44%"}, css_classes=["spikeviz-compare-left"])
         right = pn.Column(self.pair, sizing_mode="stretch_both", min_width=480,
                           css_classes=["spikeviz-compare-pair"])
-        body = pn.Row(left, right, sizing_mode="stretch_width", height=640, margin=0)
+        body = pn.Row(left, right, sizing_mode="stretch_width", height=BODY_HEIGHT, margin=0,
+                      styles={"overflow": "hidden"}, css_classes=["spikeviz-compare-body"])
         self._layout = pn.Column(self.summary, body, self.bottom_tabs,
                                  sizing_mode="stretch_width", margin=0,
                                  css_classes=["spikeviz-compare"])

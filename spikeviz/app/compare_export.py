@@ -222,7 +222,7 @@ class CompareExport(pn.viewable.Viewer):
             button.disabled = running or (kind == "performance" and
                                           not self.comparison.ground_truth) or \
                 (kind == "png" and (not png_available() or self.matrix is None))
-        prefix = {"error": "❌ ", "done": "✅ "}.get(self.status, "")
+        prefix = {"error": "**Error:** ", "done": "**Done:** "}.get(self.status, "")
         self.status_text.object = f"{prefix}{self.message}" if self.message else ""
         if self.path is not None and Path(self.path).is_file():
             self.download.file = str(self.path)

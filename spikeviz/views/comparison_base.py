@@ -55,6 +55,12 @@ def side_label(comparison: Comparison, side: int) -> str:
     return comparison.names[side - 1]
 
 
+def holoviews_pane(obj, **params) -> pn.pane.HoloViews:
+    """A HoloViews pane whose axes are its own (Panel links the axes of plots with the same
+    dimensions across a layout by default: the two matrices would share their ranges)."""
+    return pn.pane.HoloViews(obj, linked_axes=False, **params)
+
+
 class ComparisonView(pn.viewable.Viewer):
     """``ComparisonView(comparison, selection=None, **params)``: subclasses build their
     widgets in ``__init__`` (after ``super().__init__``), follow with :meth:`_watch`,

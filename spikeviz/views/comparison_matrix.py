@@ -28,7 +28,7 @@ import panel as pn
 import param
 from bokeh.models import CustomJSHover, CustomJSTickFormatter, FixedTicker
 
-from .comparison_base import ComparisonView, plain, side_label
+from .comparison_base import ComparisonView, holoviews_pane, plain, side_label
 
 #: Above this many cells the heatmap is regridded to the screen's pixels (max per pixel).
 REGRID_CELLS = 2_000_000
@@ -45,7 +45,7 @@ _LABEL_JS = "const i = Math.floor(%s); return (i >= 0 && i < labels.length) ? la
 class HeatmapView(ComparisonView):
     """A matrix of the comparison as one image; subclasses give :meth:`matrix`."""
 
-    min_height = param.Integer(default=420, bounds=(150, None), doc="Plot height, px.")
+    min_height = param.Integer(default=380, bounds=(150, None), doc="Plot height, px.")
     cmap = "Blues"
     value_label = "value"
     value_format = "0.000"
@@ -69,9 +69,9 @@ class HeatmapView(ComparisonView):
         self.plot = (image * marks * outline).opts(self._opts())
         self._info = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10),
                                   css_classes=["spikeviz-comparison-info"])
-        self._pane = pn.pane.HoloViews(self.plot, sizing_mode="stretch_both",
-                                       min_height=self.min_height, margin=(0, 5),
-                                       css_classes=[f"spikeviz-{self.css_name}"])
+        self._pane = holoviews_pane(self.plot, sizing_mode="stretch_both",
+                                    min_height=self.min_height, margin=(0, 5),
+                                    css_classes=[f"spikeviz-{self.css_name}"])
         self._layout = pn.Column(*self._controls(), self._info, self._pane,
                                  sizing_mode="stretch_both", min_height=self.min_height + 40)
         self._watch(self.selection, ["unit1", "unit2"], self._on_pair)
@@ -194,6 +194,7 @@ class HeatmapView(ComparisonView):
         big = max(self.shape) > 40
         return [
             hv.opts.Image(cmap=self.cmap, colorbar=True, clim=self._clim(), cnorm=self._cnorm(),
+                          clipping_colors={"min": "white", "NaN": "white"},
                           tools=["hover", "tap"], default_tools=tools,
                           hover_tooltips=[(side_label(self.comparison, 1), "$y{custom}"),
                                           (side_label(self.comparison, 2), "$x{custom}"),
@@ -230,7 +231,11 @@ class HeatmapView(ComparisonView):
     def static_plot(self):
         """The heatmap for a file (fixed size, not linked): what the PNG export renders."""
         overlay = self._image() * self._marks() * self._outline(self.selection.pair)
-        return overlay.opts(self._opts(responsive=False))
+        c = self.comparison
+        title = (f"{self.value_label}: {c.names[0]} vs {c.names[1]} "
+                 f"({c.num_matched} matched, delta {c.delta_ms:g} ms)")
+        return overlay.opts(self._opts(responsive=False)).opts(
+            hv.opts.Overlay(toolbar=None, title=title))
 
 
 class AgreementMatrix(HeatmapView):
@@ -307,11 +312,11 @@ class ConfusionMatrix(HeatmapView):
         return frame.to_numpy(), rows, cols, row_ids, col_ids
 
     def _cnorm(self):
-        return "eq_hist"
+        return "log"
 
-    def _clim(self):
+    def _clim(self):  # log colours from 1 spike; 0 (below) is white
         top = float(self.values.max()) if self.values.size else 1.0
-        return (0.0, max(top, 1.0))
+        return (1.0, max(top, 2.0))
 
     def _marks(self, version=0):
         n_rows, n_cols = self.shape
@@ -320,9 +325,9 @@ class ConfusionMatrix(HeatmapView):
         i, j = np.nonzero(self.values > 0)
         values = self.values[i, j]
         text = [f"{int(v):,}" for v in values]
-        # white on the darker half of the colour scale (eq_hist: by rank among the cells)
-        rank = np.argsort(np.argsort(values)) / max(values.size - 1, 1)
-        color = np.where(rank > 0.5, "white", "#222222")
+        # white on the darker half of the (log) colour scale
+        top = np.log(max(float(values.max()) if values.size else 2.0, 2.0))
+        color = np.where(np.log(np.maximum(values, 1.0)) > 0.55 * top, "white", "#222222")
         return hv.Labels((j + 0.5, n_rows - i - 0.5, text, color), kdims=["x", "y"],
                          vdims=["text", "color"]).opts(text_color="color")
 

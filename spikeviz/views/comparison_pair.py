@@ -37,6 +37,7 @@ from .comparison_base import (
     UNMATCHED1,
     UNMATCHED2,
     ComparisonView,
+    holoviews_pane,
     plain,
     side_label,
 )
@@ -118,14 +119,14 @@ class PairView(ComparisonView):
         self._caption = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10),
                                      css_classes=["spikeviz-pair-caption"])
         self._raster_mode = "ticks"
-        self._raster = pn.pane.HoloViews(self._raster_plot(), sizing_mode="stretch_width",
-                                         height=self.min_height, margin=(0, 5),
-                                         css_classes=["spikeviz-pair-raster"])
-        self._templates = pn.pane.HoloViews(
+        self._raster = holoviews_pane(self._raster_plot(), sizing_mode="stretch_width",
+                                      height=self.min_height, margin=(0, 5),
+                                      css_classes=["spikeviz-pair-raster"])
+        self._templates = holoviews_pane(
             hv.DynamicMap(self._template_element, streams=[self._version]),
             sizing_mode="stretch_both", min_height=260, min_width=260,
             css_classes=["spikeviz-pair-templates"])
-        self._ccg = pn.pane.HoloViews(
+        self._ccg = holoviews_pane(
             hv.DynamicMap(self._ccg_element, streams=[self._version]),
             sizing_mode="stretch_both", min_height=260, min_width=260,
             css_classes=["spikeviz-pair-ccg"])
@@ -283,18 +284,20 @@ class PairView(ComparisonView):
                 xs += [*d.template_ms.tolist(), np.nan]
                 ys += [*(tpl[:, k] + k * step).tolist(), np.nan]
             curves.append(hv.Curve((xs, ys), "time_ms", "offset", label=name).opts(
-                color=color, line_width=2 if side == 1 else 1.5,
+                color=color, line_width=2 if side == 1 else 1.5, framewise=True,
                 line_dash="solid" if side == 1 else "dashed"))
         for k, ch in enumerate(d.channels):
             labels.append((float(d.template_ms[0]), k * step + step * 0.25, f"ch {ch}"))
         text = hv.Labels(labels, ["time_ms", "offset"], "text").opts(
-            text_font_size="8pt", text_color="#777", text_align="left")
-        title = f"templates (µV; channels step {step:.0f} µV)"
+            text_font_size="8pt", text_color="#777", text_align="left", framewise=True)
+        title = f"templates (channels {step:.0f} µV apart)"
         if d.template_note:
             title += f" — {d.template_note}"
+        lo, hi = float(np.nanmin(stack)), float(np.nanmax(stack))
+        ylim = (lo - 0.1 * step, (len(d.channels) - 1) * step + hi + 0.1 * step)
         return hv.Overlay([*curves, text]).opts(
-            hv.opts.Overlay(**{**opts, "title": title, "yaxis": None, "legend_position":
-                               "bottom_right"}))
+            hv.opts.Overlay(**{**opts, "title": title, "yaxis": None, "show_legend": False,
+                               "ylim": ylim}))
 
     def _ccg_element(self, version=0):
         d, c = self.data, self.comparison
@@ -309,11 +312,11 @@ class PairView(ComparisonView):
         top = float(d.ccg_counts.max()) if d.ccg_counts.size else 1.0
         shade = hv.VSpan(-delta, delta).opts(color="#cfe8d4", alpha=0.6)
         bars = hv.Histogram((edges, d.ccg_counts), kdims="lag_ms", vdims="pairs").opts(
-            color="#555555", line_color=None, tools=["hover"])
+            color="#555555", line_color=None, tools=["hover"], framewise=True)
         title = f"cross-correlogram: lag t({d.unit1}) − t({d.unit2})"
         return hv.Overlay([shade, bars]).opts(hv.opts.Overlay(
             **opts, xlabel="lag (ms)", ylabel="pairs per bin", ylim=(0, max(top, 1) * 1.08),
-            title=title))
+            xlim=(float(edges[0]), float(edges[-1])), title=title))
 
     def _caption_html(self) -> str:
         d, c = self.data, self.comparison
@@ -342,8 +345,10 @@ class PairView(ComparisonView):
                 row = c.performance.loc[d.unit1]
                 parts.append(" · ".join(f"{k} {row[k]:.3f}"
                                         for k in ("accuracy", "recall", "precision")))
-        legend = (f"<span style='color:{MATCHED_COLOR}'>▮ matched</span> "
+        legend = (f"spikes: <span style='color:{MATCHED_COLOR}'>▮ matched</span> "
                   f"<span style='color:{UNMATCHED1}'>▮</span>"
-                  f"<span style='color:{UNMATCHED2}'>▮ unmatched</span>")
+                  f"<span style='color:{UNMATCHED2}'>▮ unmatched</span> · templates: "
+                  f"<span style='color:{COLOR1}'>━ {html.escape(side_label(c, 1))}</span> "
+                  f"<span style='color:{COLOR2}'>╌ {html.escape(side_label(c, 2))}</span>")
         return (f"<div class='spikeviz-pair-text'>{' · '.join(parts)}</div>"
                 f"<div style='color:#666;font-size:12px'>{legend}</div>")

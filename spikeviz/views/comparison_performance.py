@@ -22,7 +22,14 @@ import panel as pn
 import param
 
 from ..compute import metrics, unit_templates
-from .comparison_base import COLOR1, COLOR2, ComparisonView, plain, side_label
+from .comparison_base import (
+    COLOR1,
+    COLOR2,
+    ComparisonView,
+    holoviews_pane,
+    plain,
+    side_label,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +129,11 @@ class PerformanceView(ComparisonView):
         self.tabulator.on_click(self._on_click)
         self._info = pn.pane.HTML(self._info_html(), sizing_mode="stretch_width",
                                   margin=(0, 10), css_classes=["spikeviz-performance-info"])
-        self.plots = pn.pane.HoloViews(self._scatter_plots(), sizing_mode="stretch_width",
-                                       min_height=280, css_classes=["spikeviz-performance-plots"])
-        self.categories = pn.pane.HoloViews(self._category_plot(), sizing_mode="stretch_width",
-                                            min_height=220,
-                                            css_classes=["spikeviz-category-counts"])
+        self.plots = holoviews_pane(self._scatter_plots(), sizing_mode="stretch_width",
+                                    min_height=280, css_classes=["spikeviz-performance-plots"])
+        self.categories = holoviews_pane(self._category_plot(), sizing_mode="stretch_width",
+                                         min_height=220,
+                                         css_classes=["spikeviz-category-counts"])
         self.table_panel = pn.Column(self._info, self.tabulator, sizing_mode="stretch_both",
                                      name="Units")
         self.plots_panel = pn.Column(self.plots, self.categories, sizing_mode="stretch_width",
