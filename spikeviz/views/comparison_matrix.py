@@ -37,7 +37,7 @@ MAX_TICK_LABELS = 60
 #: Counts are written in the confusion matrix's cells up to this many cells.
 MAX_CELL_LABELS = 900
 SELECTED_COLOR = "#d62728"
-MATCH_COLOR = "#111111"
+MATCH_COLOR = "#ffffff"  # white squares: a match is never lighter than mid-blue (>= 0.5)
 
 _LABEL_JS = "const i = Math.floor(%s); return (i >= 0 && i < labels.length) ? labels[i] : '';"
 

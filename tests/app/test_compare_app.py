@@ -186,3 +186,21 @@ def test_warm_up_with_recordings(tmp_path):
     d = CompareDashboard(c, output_dir=tmp_path / "out")
     assert set(d.pair.data.templates) == {1, 2}
     assert "snr" in d.performance.table
+
+
+def test_apps_compare_script(npz_files, monkeypatch):
+    """`panel serve apps/compare.py --args A B --ground-truth` runs the script per page: it
+    builds the page from the shared comparison of the command line's paths."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    monkeypatch.setattr(compare_app, "warm_up", lambda comparison, views=True: 0.0)
+    script = Path(__file__).resolve().parents[2] / "apps" / "compare.py"
+    monkeypatch.setattr(sys, "argv", [str(script), str(npz_files[0]), str(npz_files[1]),
+                                      "--ground-truth"])
+    namespace = runpy.run_path(str(script))
+    c = namespace["comparison"]
+    assert c.ground_truth and c.names == ("truth.npz", "ks.npz")
+    assert shared_comparison(*npz_files, ground_truth=True, exhaustive_gt=False,
+                             delta_ms=0.4, sampling_frequency=None) is c
