@@ -112,7 +112,7 @@ class PerformanceView(ComparisonView):
     snr = param.Boolean(default=True, doc="""
         Compute each ground-truth unit's SNR when the ground truth has a recording (needs its
         templates and noise levels: computed once and cached).""")
-    min_height = param.Integer(default=300, bounds=(150, None), doc="Table height, px.")
+    min_height = param.Integer(default=340, bounds=(150, None), doc="Table height, px.")
 
     def __init__(self, comparison, selection=None, **params):
         super().__init__(comparison, selection, **params)
@@ -123,7 +123,7 @@ class PerformanceView(ComparisonView):
             ("unit1", "unit2")
         self.tabulator = pn.widgets.Tabulator(
             self._display_frame(), show_index=False, disabled=True, selectable=1,
-            pagination=None, sizing_mode="stretch_both", min_height=self.min_height,
+            pagination=None, sizing_mode="stretch_width", height=self.min_height,
             layout="fit_data_fill", titles=self._titles(), formatters=self._formatters(),
             header_filters=False, css_classes=["spikeviz-performance-table"])
         self.tabulator.on_click(self._on_click)
@@ -134,12 +134,12 @@ class PerformanceView(ComparisonView):
         self.categories = holoviews_pane(self._category_plot(), sizing_mode="stretch_width",
                                          min_height=220,
                                          css_classes=["spikeviz-category-counts"])
-        self.table_panel = pn.Column(self._info, self.tabulator, sizing_mode="stretch_both",
+        self.table_panel = pn.Column(self._info, self.tabulator, sizing_mode="stretch_width",
                                      name="Units")
         self.plots_panel = pn.Column(self.plots, self.categories, sizing_mode="stretch_width",
                                      name="Plots")
         self._layout = pn.Tabs(("Units", self.table_panel), ("Plots", self.plots_panel),
-                               sizing_mode="stretch_both", dynamic=False)
+                               sizing_mode="stretch_width", dynamic=False)
         self._watch(self.selection, ["unit1", "unit2"], self._on_pair)
         self._start()
 
