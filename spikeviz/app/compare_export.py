@@ -48,8 +48,8 @@ def matches_frame(comparison: Comparison) -> pd.DataFrame:
     agreement, coincident (spikes within delta), num_spikes1, num_spikes2, best_match_of_unit1,
     best_agreement_of_unit1."""
     c = comparison
-    scores, counts = c._scores, c._counts
-    m12, m21 = c._hungarian
+    scores, counts = c.agreement_values, c.match_count_values
+    m12, m21 = c.hungarian_positions
     n1 = c.sorting1.spike_counts().to_numpy()
     n2 = c.sorting2.spike_counts().to_numpy()
     ids1 = [_plain(u) for u in c.unit_ids1]

@@ -176,6 +176,23 @@ class Comparison(param.Parameterized):
         return self.sorting2.unit_ids
 
     @property
+    def match_count_values(self) -> np.ndarray:
+        """Coincident spikes by unit position, int64 (units1, units2), read-only."""
+        return _read_only(self._counts)
+
+    @property
+    def agreement_values(self) -> np.ndarray:
+        """Agreement scores by unit position, float64 (units1, units2), read-only."""
+        return _read_only(self._scores)
+
+    @property
+    def hungarian_positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(position in sorting2 of each unit1's Hungarian match, position in sorting1 of each
+        unit2's), int64, -1 when unmatched; read-only."""
+        m12, m21 = self._hungarian
+        return _read_only(m12), _read_only(m21)
+
+    @property
     def match_counts(self) -> pd.DataFrame:
         """Coincident spikes of every unit pair (int64, units1 x units2)."""
         return self._frame(self._counts.copy())
@@ -349,3 +366,9 @@ def compare(sorting1, sorting2, delta_ms: float = 0.4, ground_truth: bool = Fals
     return Comparison(sorting1, sorting2, names=names, delta_ms=delta_ms,
                       ground_truth=ground_truth, match_score=match_score,
                       chance_score=chance_score, **params)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = np.asarray(array).view()
+    view.flags.writeable = False
+    return view

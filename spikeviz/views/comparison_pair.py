@@ -152,8 +152,8 @@ class PairView(ComparisonView):
         if unit1 is not None and unit2 is not None:
             d.matched1, d.matched2 = c.matched_spikes(unit1, unit2)
             i, j = c.sorting1.unit_index_of(unit1), c.sorting2.unit_index_of(unit2)
-            d.coincident = int(c._counts[i, j])
-            d.agreement = float(c._scores[i, j])
+            d.coincident = int(c.match_count_values[i, j])
+            d.agreement = float(c.agreement_values[i, j])
             d.ccg_counts, d.ccg_edges_ms = pair_correlogram(
                 d.train1, d.train2, c.sampling_frequency, self.ccg_window_ms, self.ccg_bin_ms)
         self._add_templates(d)

@@ -420,3 +420,23 @@ def test_unequal_unit_counts_equal_spikeinterface(ground_truth):
         si = sc.compare_sorter_to_ground_truth(sx, sy, exhaustive_gt=True) if ground_truth \
             else sc.compare_two_sorters(sx, sy)
         assert_same_as_si(c, si, ground_truth)
+
+
+def test_position_accessors_equal_the_frames():
+    rng = np.random.default_rng(11)
+    times = np.sort(rng.choice(300_000, 600, replace=False)).astype(np.int64)
+    units = rng.integers(0, 4, times.size).astype(np.int32)
+    a = sv.Sorting.from_arrays(times, units, 30_000.0, num_samples=300_000)
+    keep = rng.random(times.size) > 0.2
+    b = sv.Sorting.from_arrays(times[keep], units[keep], 30_000.0, num_samples=300_000,
+                               unit_ids=np.array([10, 11, 12, 13]))
+    c = sv.compare(a, b)
+    np.testing.assert_array_equal(c.match_count_values, c.match_counts.to_numpy())
+    np.testing.assert_array_equal(c.agreement_values, c.agreement.to_numpy())
+    m12, m21 = c.hungarian_positions
+    for i, u in enumerate(c.unit_ids1):
+        expected = c.matches.loc[u]
+        assert (m12[i] == -1) if pd.isna(expected) else (c.unit_ids2[m12[i]] == expected)
+    assert all(m12[m21[j]] == j for j in range(len(m21)) if m21[j] >= 0)
+    with pytest.raises(ValueError):
+        c.agreement_values[0, 0] = 2.0
