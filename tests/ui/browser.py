@@ -262,7 +262,7 @@ def tabulator_column(table, field: str) -> list[str]:
     def read_at(top: int) -> tuple[int, int]:
         holder.evaluate("(el, top) => { el.scrollTop = top; }", top)
         table.page.wait_for_timeout(250)  # Tabulator redraws on the scroll event
-        for text in cells.all_inner_texts():
+        for text in cells.all_text_contents():  # not innerText: a hidden cell has none
             seen.setdefault(text.strip(), None)
         return holder.evaluate("el => [el.clientHeight, el.scrollHeight]")
 
