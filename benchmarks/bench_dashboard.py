@@ -354,21 +354,26 @@ PAINT_WATCH_JS = """
 """
 
 
-def _first_paint(page, url: str) -> dict:
+def _first_paint(page, url: str, server_cpu=None) -> dict:
     """Seconds from ``page.goto``: ``load`` event, ``table`` rows shown (timestamped in the
     page, see :data:`PAINT_WATCH_JS`; ``table_seen``: when Playwright's ``expect`` saw them,
     the measure used before), ``raster`` drawn with spikes (after a click on its tab when it is
-    not the shown one: ``tab_click`` then is the click -> drawn time)."""
+    not the shown one: ``tab_click`` then is the click -> drawn time). With ``server_cpu`` (a
+    function: the server's CPU seconds so far), ``server_cpu`` is the server's CPU time from
+    ``goto`` until the rows were seen."""
     from playwright.sync_api import expect
 
     out = {}
     page.add_init_script(PAINT_WATCH_JS)
+    cpu0 = server_cpu() if server_cpu is not None else None
     t0_epoch = time.time()
     t0 = time.perf_counter()
     page.goto(url, timeout=120_000, wait_until="load")
     out["load"] = time.perf_counter() - t0
     expect(page.locator(".tabulator-row").first).to_be_visible(timeout=120_000)
     out["table_seen"] = time.perf_counter() - t0
+    if cpu0 is not None:
+        out["server_cpu"] = server_cpu() - cpu0
     page.wait_for_function("window.__spikeviz_paint && window.__spikeviz_paint.table "
                            "!== undefined", timeout=120_000)
     origin_ms, table_ms = page.evaluate(
@@ -528,9 +533,7 @@ def _browser_paint(url: str, pages: int, server: _Server, screenshot: bool = Fal
         try:
             for i in range(pages):  # first browser session, then later ones on the same server
                 page = browser.new_page(viewport={"width": 1600, "height": 900})
-                cpu0 = server.cpu_s()
-                f = _first_paint(page, url)
-                f["server_cpu"] = server.cpu_s() - cpu0
+                f = _first_paint(page, url, server.cpu_s)
                 firsts.append(f)
                 tab = f" (Raster tab clicked at {f['tab_click_at']:.2f} s, drawn " \
                       f"{f['tab_click']:.2f} s later)" if "tab_click" in f else ""

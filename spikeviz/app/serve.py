@@ -156,7 +156,7 @@ class SessionPool:
     """
 
     def __init__(self, tornado_app, app_path: str = "/", size: int = 1,
-                 settle_s: float = 0.5, connect_timeout_s: float = 30.0):
+                 settle_s: float = 2.0, connect_timeout_s: float = 30.0):
         self._tornado = tornado_app
         self.context = tornado_app.applications[app_path]
         self.app_path = app_path
