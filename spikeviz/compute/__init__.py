@@ -164,3 +164,6 @@ def warm_up_kernels() -> None:
 
     match_counts(sample_index, unit_index, 2, sample_index, unit_index, 2, 3, symmetric=True)
     matched_spikes(sample_index, sample_index, 3)
+    from .trace_chunks import warm_up as warm_up_traces
+
+    warm_up_traces()

@@ -134,7 +134,7 @@ def _margin_samples(filter_name: str, band_hz, fs: float) -> int:
 #: chunk length (s): 0.5 s costs 7 % of margins at 300 Hz and keeps a zoomed-in first look to
 #: one short chunk; a 1-s window spans 2-3 chunks, made on as many threads
 CHUNK_S = 0.5
-DEFAULT_CACHE_BYTES = 1 << 30
+DEFAULT_CACHE_BYTES = 512 << 20
 
 
 class ChunkCache:
@@ -192,8 +192,8 @@ class ChunkCache:
         return len(self._items)
 
 
-#: the chunks of every Traces view of this process (1 GiB: a 20-s window of 384 channels;
-#: set ``TRACE_CACHE.max_bytes`` to change it)
+#: the chunks of every Traces view of this process (512 MiB: a 10-s window of 384 channels,
+#: the server's memory budget; set ``TRACE_CACHE.max_bytes`` to change it)
 TRACE_CACHE = ChunkCache()
 _TOKENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _TOKEN_COUNTER = count()
