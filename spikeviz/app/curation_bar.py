@@ -7,7 +7,8 @@ shortcuts call, so tests drive them without a browser. Each returns the status m
 when refused); a refused or failed action is shown as a notification and in the status line,
 never as a traceback.
 
-Buttons are disabled when their action is impossible, with a tooltip saying why: labels, tag
+Buttons are disabled when their action is impossible (the status line says why when it is
+tried from the keyboard): labels, tag
 and remove need selected units, merge two or more, split exactly one unit and some (not all)
 of its spikes selected (``Selection.spike_indices``); undo/redo follow the curation. After a
 merge the new unit is selected; after a split both parts; undo and redo select the units the
@@ -271,33 +272,28 @@ class CurationBar(pn.viewable.Viewer):
         return spikes[sorting.unit_index[spikes] == index]
 
     def _update(self, *events) -> None:
+        """Enable the buttons whose action is possible. An enabled button's tooltip says what it
+        does; a disabled one has none: browsers send no mouse events to a disabled button, so
+        a tooltip shown when it became disabled under the pointer stayed over the next button
+        and caught its clicks. Why an action is impossible is said in the status line when it
+        is tried (a shortcut key) and by :meth:`split_refusal`."""
         n = len(self.selection.unit_ids)
-        none = "select units first (table, raster, probe or keyboard)"
         for widget, text in ((self.good, "Label the selected units good (g)"),
                              (self.mua, "Label the selected units mua (m)"),
                              (self.noise, "Label the selected units noise (n)"),
                              (self.remove_button, "Remove the selected units (Delete)")):
-            widget.param.update(disabled=n == 0, description=text if n else none)
+            _enable(widget, n > 0, text)
         has_tag = bool((self.tag_input.value_input or "").strip())
-        self.tag_button.param.update(
-            disabled=n == 0 or not has_tag,
-            description=none if n == 0 else ("Add the typed tags to the selected units"
-                                             if has_tag else "type a tag first"))
-        self.merge_button.param.update(
-            disabled=n < 2, description="Merge the selected units (Shift+M)" if n >= 2 else
-            "select two or more units to merge")
-        refusal = self.split_refusal()
-        self.split_button.param.update(
-            disabled=bool(refusal),
-            description=refusal or "Split the selected spikes off the unit (k)")
-        self.undo_button.param.update(
-            disabled=not self.curation.can_undo,
-            description=(f"Undo: {describe(self.curation.actions[-1])} (Ctrl+Z)"
-                         if self.curation.can_undo else "nothing to undo"))
-        self.redo_button.param.update(
-            disabled=not self.curation.can_redo,
-            description=(f"Redo: {describe(self.curation.undone_actions[0])} (Ctrl+Shift+Z)"
-                         if self.curation.can_redo else "nothing to redo"))
+        _enable(self.tag_button, n > 0 and has_tag, "Add the typed tags to the selected units")
+        _enable(self.merge_button, n >= 2, "Merge the selected units (Shift+M)")
+        _enable(self.split_button, not self.split_refusal(),
+                "Split the selected spikes off the unit (k)")
+        curation = self.curation
+        _enable(self.undo_button, curation.can_undo,
+                f"Undo: {describe(curation.actions[-1])} (Ctrl+Z)" if curation.can_undo else "")
+        _enable(self.redo_button, curation.can_redo,
+                f"Redo: {describe(curation.undone_actions[0])} (Ctrl+Shift+Z)"
+                if curation.can_redo else "")
 
     def _on_curation(self, event) -> None:
         self._update()
@@ -367,3 +363,8 @@ def notify(message: str, kind: str = "info", duration: int = 6000) -> None:
         getattr(notifications, kind)(message, duration=duration)
     except Exception:  # a closed page: nowhere to show it
         log.debug("notification not shown: %s", message, exc_info=True)
+
+
+def _enable(button, enabled: bool, description: str) -> None:
+    """``button`` enabled with the tooltip ``description``, or disabled without a tooltip."""
+    button.param.update(disabled=not enabled, description=description if enabled else None)

@@ -46,6 +46,8 @@ FROZEN_CSS = """
   background-color: #f4f4f4 !important; }
 .tabulator-row.tabulator-selected .tabulator-cell.tabulator-frozen {
   background-color: #2c6e9e !important; color: #ffffff; }
+.tabulator-row.tabulator-selectable:hover:not(.tabulator-selected)
+  .tabulator-cell.tabulator-frozen { background-color: #e6eef5 !important; color: inherit; }
 """
 
 #: Columns every table starts with, in this order.
@@ -53,7 +55,19 @@ FIXED_COLUMNS = ("unit_id", "label", "tags", "num_spikes", "firing_rate_hz")
 
 TITLES = {"unit_id": "unit", "num_spikes": "spikes", "firing_rate_hz": "rate (Hz)",
           "amplitude_uv": "amplitude (µV)", PEAK_CHANNEL_COLUMN: "channel",
-          DEPTH_COLUMN: "depth (µm)", "x_um": "x (µm)"}
+          DEPTH_COLUMN: "depth (µm)", "x_um": "x (µm)",
+          # quality metrics (SpikeInterface's names stay the field names, for expressions)
+          "presence_ratio": "presence", "isi_violations_ratio": "ISI viol. ratio",
+          "isi_violations_count": "ISI viol.", "firing_range": "rate range (Hz)",
+          "snr": "SNR", "amplitude_cutoff": "amp. cutoff", "amplitude_median": "amp. median",
+          "isolation_distance": "isol. distance", "l_ratio": "L-ratio", "d_prime": "d′",
+          "rp_contamination": "RP contam.", "sliding_rp_violation": "sliding RP viol.",
+          "amplitude_cv_median": "amp. CV", "silhouette": "silhouette",
+          "nn_hit_rate": "NN hit rate", "nn_miss_rate": "NN miss rate"}
+
+#: Metric columns that repeat a fixed column (the metric's firing rate is spikes / duration,
+#: the "rate (Hz)" column): hidden, still usable in expressions.
+REPEATED_COLUMNS = ("firing_rate",)
 
 #: Label cell colours (background) by label.
 LABEL_COLORS = {"good": "#b7e4b0", "mua": "#ffc98a", "noise": "#d4d4d4"}
@@ -133,7 +147,9 @@ def _table_frame(frame: pd.DataFrame, sorting: Sorting) -> pd.DataFrame:
         out[name] = values
     out["label"] = out["label"].fillna("unsorted").astype(str).astype(object)
     if "tags" in out:
-        out["tags"] = out["tags"].fillna("").astype(str).astype(object)
+        # shown "a, b" (stored "a,b")
+        out["tags"] = out["tags"].fillna("").astype(str).str.replace(
+            r"\s*,\s*", ", ", regex=True).astype(object)
     return out
 
 
@@ -163,6 +179,7 @@ def label_duplicate_columns(frame: pd.DataFrame) -> list[str]:
 
 def header_tooltips(session: Session, frame: pd.DataFrame, hidden: list[str]) -> dict:
     """Header tooltips: what the fixed columns and the depth mean."""
+    hidden = [c for c in hidden if c not in REPEATED_COLUMNS]
     sources = ", ".join(hidden)
     label = "Curation label: good / mua / noise ('unsorted' where none)"
     if hidden:
@@ -175,7 +192,8 @@ def header_tooltips(session: Session, frame: pd.DataFrame, hidden: list[str]) ->
         "label": label,
         "tags": "Free tags of the unit, comma-separated",
         "num_spikes": "Number of spikes of the unit",
-        "firing_rate_hz": "Spikes per second over the whole recording",
+        "firing_rate_hz": "Spikes per second over the whole recording (the metric "
+                          "firing_rate, hidden: the same number)",
         "amplitude_uv": "Template peak-to-peak on the peak channel, µV",
         PEAK_CHANNEL_COLUMN: "Channel id where the template is largest",
     }
@@ -227,7 +245,11 @@ class UnitTable(View):
         self._expr: Expression | None = None
         self._shown_sorting: Sorting | None = None
         self.frame = self._build_frame()
-        self.hidden_columns = label_duplicate_columns(self.frame)
+        # hidden for the session's life: a source column that repeated the label at the start
+        # (Phy's group) stays hidden when curation relabels units (it would show stale labels)
+        self._source_duplicates = label_duplicate_columns(self.frame) + \
+            [c for c in REPEATED_COLUMNS if c in self.frame]
+        self.hidden_columns = list(self._source_duplicates)
         self._row = self._row_map(self.frame)
         self._shown_sorting = self.sorting
         sizing = {"sizing_mode": "stretch_width", "height": self.height} if self.height else \
@@ -309,7 +331,9 @@ class UnitTable(View):
             else:
                 self.frame = new
                 self._row = self._row_map(new)
-                hidden = label_duplicate_columns(new)
+                hidden = list(dict.fromkeys(
+                    [c for c in self._source_duplicates if c in new]
+                    + label_duplicate_columns(new)))
                 self.hidden_columns = hidden
                 self.widget.param.update(
                     value=new, formatters=_formatters(new), hidden_columns=list(hidden),

@@ -150,7 +150,8 @@ def test_split_the_selected_spikes(dashboard):
     other = sorting.spike_indices(12)[:5]  # spikes of another unit are left out
     dashboard.selection.unit_ids = [11]
     assert dashboard.bar.split_button.disabled
-    assert "select spikes" in dashboard.bar.split_button.description
+    assert dashboard.bar.split_button.description is None  # no tooltip on a disabled button
+    assert "select spikes" in dashboard.bar.split_refusal()
     dashboard.selection.spike_indices = np.concatenate([chosen, other])
     assert not dashboard.bar.split_button.disabled
     message = dashboard.handle_key("k")
@@ -169,23 +170,23 @@ def test_disabled_states(dashboard):
     for button in (bar.good, bar.mua, bar.noise, bar.remove_button, bar.merge_button,
                    bar.split_button, bar.undo_button, bar.redo_button, bar.tag_button):
         assert button.disabled
-    assert bar.undo_button.description == "nothing to undo"
+    assert all(b.description is None for b in (bar.good, bar.undo_button, bar.split_button))
     selection.unit_ids = [10]
     assert not bar.good.disabled and not bar.remove_button.disabled
+    assert bar.remove_button.description == "Remove the selected units (Delete)"
     assert bar.merge_button.disabled and bar.tag_button.disabled
     selection.unit_ids = [10, 11]
     assert not bar.merge_button.disabled
     all_spikes = dashboard.curation.sorting.spike_indices(10)
     selection.spike_indices = all_spikes[:3]
     assert bar.split_button.disabled
-    assert bar.split_button.description == "select exactly one unit to split"
+    assert bar.split_refusal() == "select exactly one unit to split"
     selection.unit_ids = [10]
     assert not bar.split_button.disabled
     selection.spike_indices = all_spikes  # every spike: nothing would remain
-    assert bar.split_button.disabled and "nothing would remain" in \
-        bar.split_button.description
+    assert bar.split_button.disabled and "nothing would remain" in bar.split_refusal()
     selection.spike_indices = dashboard.curation.sorting.spike_indices(11)[:3]
-    assert bar.split_button.disabled and "belongs to unit 10" in bar.split_button.description
+    assert bar.split_button.disabled and "belongs to unit 10" in bar.split_refusal()
     bar.label("good")
     assert not bar.undo_button.disabled and bar.redo_button.disabled
     assert bar.undo_button.description.startswith("Undo: labelled 10 good")
