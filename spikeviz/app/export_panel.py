@@ -181,7 +181,8 @@ class ExportPanel(pn.viewable.Viewer):
             "sex": w.Select(label="Sex" + star, options=SEXES, value=""),
             "age": w.TextInput(label="Age (ISO 8601 duration)" + star,
                                placeholder="e.g. P90D, P12W, P90D/P120D"),
-            "session_start_time": w.DatetimePicker(label="Session start" + star, value=None),
+            "session_start_time": w.DatetimePicker(label="Session start" + star, value=None,
+                                                   allow_input=True),
             "timezone": w.AutocompleteInput(
                 label="Timezone of the start" + star, restrict=True, min_characters=1,
                 options=sorted(zoneinfo.available_timezones() | {"UTC"}),
@@ -202,7 +203,8 @@ class ExportPanel(pn.viewable.Viewer):
         nwb_button.on_click(lambda event: self.start_nwb())
         nwb = pn.Column(
             pn.pane.Markdown("Fields marked * are required by DANDI."),
-            pn.GridBox(*self.form.values(), ncols=2), self.include_recording,
+            pn.FlexBox(*self.form.values(), flex_wrap="wrap", sizing_mode="stretch_width"),
+            self.include_recording,
             self.form_error, nwb_button, name="NWB")
         # HDF5
         self.style = w.RadioButtonGroup(label="Style", options=list(jobs.HDF5_STYLES),
@@ -297,7 +299,7 @@ class ExportPanel(pn.viewable.Viewer):
         except InputError as err:
             self.form_error.object = _one_line(str(err))
             self.form_error.visible = True
-            self.message = _one_line(f"Not started: {err}")
+            self.param.update(status="idle", message=_one_line(f"Not started: {err}"))
             return None
         self.form_error.visible = False
         missing = [k for k in DANDI_REQUIRED if not form.get(k)]
@@ -318,8 +320,9 @@ class ExportPanel(pn.viewable.Viewer):
             self._parquet_button.disabled = jobs.parquet_engine() is None
         self.progress.visible = self.status in ("running", "done")
         self.progress.value = round(100 * self.fraction)
-        prefix = {"error": "❌ ", "done": "✅ "}.get(self.status, "")
-        self.status_text.object = f"{prefix}{self.message}" if self.message else ""
+        # the message says "Done: ..." / "Export failed: ..." in words (no emoji: headless
+        # browsers and minimal desktops have no emoji font and drew empty boxes)
+        self.status_text.object = self.message or ""
         result = self.result
         if result is None:
             self.download.visible = self.path_text.visible = False

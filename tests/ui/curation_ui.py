@@ -249,11 +249,11 @@ def export(ui, kind_tab: str, button: str, timeout_s: float = EXPORT_TIMEOUT_S,
 
     def finished():
         text = page_text(page)
-        failed = re.search(r"(Export failed[^✅❌]{0,400}|Not started:[^✅❌]{0,300})", text)
+        failed = re.search(r"(Export failed[^\n]{0,400}|Not started:[^\n]{0,300})", text)
         if failed:
             return f"failed: {failed.group(1)}"
         new = [w for w in _written(page) if w not in before]
-        return new[-1] if new and "✅ Done" in text else None
+        return new[-1] if new and "Done:" in text else None
 
     outcome = poll(finished, timeout_s, interval_s=0.5, what=f"{button} finishes")
     assert not outcome.startswith("failed: "), f"{button}: {outcome}"
