@@ -247,12 +247,14 @@ class SessionPool:
         import asyncio
 
         drawn = asyncio.Event()
-        session.document.on_event("document_ready", lambda event: drawn.set())
         try:
+            session.document.on_event("document_ready", lambda event: drawn.set())
             await asyncio.wait_for(drawn.wait(), timeout=self.connect_timeout_s)
             await asyncio.sleep(self.settle_s)
         except TimeoutError:
             pass
+        except Exception:  # never leave the pool empty for a failure here
+            log.exception("following a prepared session failed")
         if not session.destroyed:
             session.unblock_expiration()
         self.fill_soon()
