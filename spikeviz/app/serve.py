@@ -166,8 +166,6 @@ class SessionPool:
         self._ready: list = []
         self._building = None  # asyncio.Task of fill()
         self._watching: set = set()  # tasks of _handed_out()
-        self.built = 0  # sessions prepared so far
-        self.handed_out = 0  # page requests served with a prepared session
 
     @property
     def ready(self) -> int:
@@ -214,21 +212,21 @@ class SessionPool:
             log.debug("session preparation failure", exc_info=True)
             return None
         session.block_expiration()
-        self.built += 1
         return session
 
     async def take(self):
         """A prepared session for a page request, or None (then the page builds its own)."""
         import asyncio
 
+        if not self.ready and self._building is not None and not self._building.done():
+            try:
+                await asyncio.shield(self._building)
+            except Exception:  # the page builds its own session
+                log.exception("preparing a browser session failed")
         self._ready = [s for s in self._ready if not s.destroyed]
-        if not self._ready and self._building is not None and not self._building.done():
-            await asyncio.shield(self._building)
-            self._ready = [s for s in self._ready if not s.destroyed]
         if not self._ready:
             return None
         session = self._ready.pop(0)
-        self.handed_out += 1
         task = asyncio.ensure_future(self._handed_out(session))
         self._watching.add(task)
         task.add_done_callback(self._watching.discard)
