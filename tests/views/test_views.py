@@ -195,17 +195,25 @@ def test_raw_label_columns_repeating_the_label_are_hidden():
     table = UnitTable(session)
     frame = table.widget.value
     assert label_duplicate_columns(frame) == ["group", "bc_unitType"]
-    assert table.widget.hidden_columns == ["group", "bc_unitType"]
+    repeated = ["firing_rate"] if "firing_rate" in frame else []  # the metric = "rate (Hz)"
+    assert table.widget.hidden_columns == ["group", "bc_unitType", *repeated]
     # the data is all still there, the label right after the unit id
     assert list(frame.columns[:2]) == ["unit_id", "label"]
     for column in ("group", "KSLabel", "bc_unitType", "note", "depth"):
         assert column in frame
     assert frame["bc_unitType"].tolist() == ["GOOD", " MUA", "NOISE", "GOOD"]
     tip = table.widget.header_tooltips["label"]
-    assert "group, bc_unitType" in tip and "hidden" in tip
+    assert "group, bc_unitType" in tip and "hidden" in tip and "firing_rate" not in tip
+    # relabelled, the source's group no longer equals the label: it stays hidden all the same
+    # (it would show the stale source label), after a structural action too
+    ids = table.curation.sorting.unit_ids.tolist()
+    table.curation.label([ids[0]], "noise")
+    table.curation.merge(ids[1:3])
+    assert {"group", "bc_unitType"} <= set(table.widget.hidden_columns)
     # nothing to hide: the label's tooltip says nothing about hidden columns
     plain = UnitTable(make_session(num_spikes=1000, seed=2))
-    assert plain.widget.hidden_columns == []
+    assert plain.widget.hidden_columns == [c for c in ["firing_rate"]
+                                           if c in plain.widget.value]
     assert "hidden" not in plain.widget.header_tooltips["label"]
 
 
