@@ -221,6 +221,34 @@ def _formatters(frame: pd.DataFrame) -> dict:
     return formatters
 
 
+#: Column widths: px per character of the longest text shown (header or cell), plus the
+#: cell padding, the sort arrow and the header filter's margins; at most ``MAX_COLUMN_PX``.
+CHAR_PX, CELL_PAD_PX, MAX_COLUMN_PX = 8, 40, 320
+
+
+def column_widths(frame: pd.DataFrame) -> dict[str, int]:
+    """Width in px of each column, from its longest text as shown (the formatters' digits).
+
+    Given to Tabulator so that the browser does not measure the cells to fit the columns
+    (``fit_data_table`` without widths forced a layout of the whole page per column: about
+    60 of the ~340 layouts of the dashboard's first render).
+    """
+    widths = {}
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_float_dtype(values):
+            digits = 2 if column == "firing_rate_hz" else 3
+            texts = [f"{v:,.{digits}f}" for v in values.dropna().tolist()]
+        elif pd.api.types.is_integer_dtype(values):
+            texts = [f"{v:,}" for v in values.tolist()]
+        else:
+            texts = [str(v) for v in values.tolist()]
+        title = str(TITLES.get(column, column))
+        longest = max([len(title)] + [len(t) for t in texts])
+        widths[str(column)] = min(CHAR_PX * longest + CELL_PAD_PX, MAX_COLUMN_PX)
+    return widths
+
+
 class UnitTable(View):
     """Sortable, filterable table of the curated units; its row selection is
     ``Selection.unit_ids``.
@@ -258,6 +286,7 @@ class UnitTable(View):
             self.frame, show_index=False, disabled=True, selectable=True, sortable=True,
             pagination=None, layout="fit_data_table", frozen_columns=["unit_id"],
             formatters=_formatters(self.frame), header_align="center", titles=dict(TITLES),
+            widths=column_widths(self.frame),
             header_filters=True,
             header_tooltips=header_tooltips(session, self.frame, self.hidden_columns),
             hidden_columns=list(self.hidden_columns),
@@ -337,6 +366,7 @@ class UnitTable(View):
                 self.hidden_columns = hidden
                 self.widget.param.update(
                     value=new, formatters=_formatters(new), hidden_columns=list(hidden),
+                    widths=column_widths(new),
                     header_tooltips=header_tooltips(self.session, new, hidden),
                     selection=self._rows_of(self.selection.unit_ids))
         finally:

@@ -490,3 +490,14 @@ def test_serve_rejects_a_bad_factory_and_a_busy_port(session):
         port = busy.getsockname()[1]
         with pytest.raises(InputError, match="already in use"):
             serve(lambda: session, port=port, address="127.0.0.1", warm=False)
+
+
+def test_column_widths_fit_the_longest_shown_text():
+    from spikeviz.views.unit_table import CELL_PAD_PX, CHAR_PX, MAX_COLUMN_PX, column_widths
+
+    frame = pd.DataFrame({"unit_id": [1, 12345], "firing_rate_hz": [1.5, 123.456],
+                          "note": ["x" * 200, ""]})
+    widths = column_widths(frame)
+    assert widths["unit_id"] == CHAR_PX * len("12,345") + CELL_PAD_PX
+    assert widths["firing_rate_hz"] == CHAR_PX * len("rate (Hz)") + CELL_PAD_PX  # title longer
+    assert widths["note"] == MAX_COLUMN_PX
