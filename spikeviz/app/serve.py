@@ -118,6 +118,25 @@ def shared_session(path, recording=None, sampling_frequency=None, warm: bool = T
                                      recording=recording, **reader_kwargs), warm)
 
 
+def precompute_in_background(session: Session):
+    """Start computing, at low priority, what a first click would otherwise wait for (the
+    Features view's projections of every unit; see :func:`.precompute.start_background`).
+    Returns the thread, or None when everything is in the cache already."""
+    from .precompute import start_background
+
+    def done(error):
+        if error is None:
+            print("spikeviz: background precompute finished", flush=True)
+        else:
+            print(f"spikeviz: background precompute failed: {error}", flush=True)
+
+    thread = start_background(session, on_done=done)
+    if thread is not None:
+        print("spikeviz: precomputing feature projections in the background (low priority)",
+              flush=True)
+    return thread
+
+
 def shared_demo_session(warm: bool = True) -> Session:
     """The demo's synthetic Session for this server process (``apps/demo.py``)."""
     from ..datasets import demo_session
@@ -134,6 +153,7 @@ def _shared(key: tuple, loader: Callable[[], Session], warm: bool) -> Session:
             if warm:
                 seconds = warm_up(session)
                 print(f"spikeviz: prepared {session!r} in {seconds:.1f} s", flush=True)
+                precompute_in_background(session)
             _SESSIONS[key] = session
         return session
 
@@ -350,6 +370,7 @@ def serve(session_factory: Callable[[], Session], port: int = 5006,
     if warm:
         seconds = warm_up(session)
         print(f"spikeviz: prepared {session!r} in {seconds:.1f} s", flush=True)
+        precompute_in_background(session)
 
     def app():
         return build_dashboard(session, title=title)

@@ -186,3 +186,24 @@ def test_pool_refuses_a_server_with_its_own_signing_key():
     other = SimpleNamespace(applications={"/": object()}, secret_key=b"x" * 32,
                             sign_sessions=True)
     assert not SessionPool(other).usable()
+
+
+def test_server_start_precomputes_feature_projections_in_the_background(tmp_path, capsys):
+    import spikeviz as sv
+    from spikeviz.app.serve import precompute_in_background
+    from spikeviz.datasets import generate_to_folder
+
+    folder = generate_to_folder(tmp_path / "phy", duration_s=4.0, num_channels=8,
+                                num_units=3, seed=5)
+    session = sv.load(folder)
+    assert not session.analysis.is_available("feature_projections")
+    thread = precompute_in_background(session)
+    assert thread is not None
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+    assert session.analysis.is_available("feature_projections")
+    out = capsys.readouterr().out
+    assert "in the background" in out and "background precompute finished" in out
+    assert precompute_in_background(session) is None  # nothing left to do
+    bare = sv.Session(session.sorting, cache_dir=None)  # no recording: no features
+    assert precompute_in_background(bare) is None
