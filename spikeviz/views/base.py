@@ -24,30 +24,21 @@ from ..model.sorting import Sorting
 log = logging.getLogger(__name__)
 
 
-class View(pn.viewable.Viewer):
-    """Base class: ``View(session, selection=None, curation=None, **params)``.
+class DeferredView(pn.viewable.Viewer):
+    """What every view shares, whatever it shows: ``active`` (False while hidden: watched
+    changes only mark the view stale, and it redraws once when shown), :meth:`_watch`,
+    failure isolation (:meth:`_run`), ``__panel__`` (``self._layout``) and :meth:`dispose`.
 
-    Subclasses build their widgets and plots in ``__init__`` (after ``super().__init__``),
-    register what they follow with :meth:`_watch`, and implement :meth:`refresh`.
+    Subclasses call ``super().__init__(**params)``, build ``self._layout``, register what they
+    follow with :meth:`_watch`, call :meth:`_start` and implement :meth:`refresh`.
     """
 
-    session = param.ClassSelector(class_=Session, constant=True, doc="What is shown.")
-    selection = param.ClassSelector(class_=Selection, constant=True, doc="""
-        The selection shared with the other views of the same dashboard (or notebook).""")
-    curation = param.ClassSelector(class_=Curation, constant=True, doc="""
-        The curation of ``session``; ``curation.sorting`` is the sorting every view shows.""")
     active = param.Boolean(default=True, doc="""
         False while the view is hidden (e.g. in an inactive tab): changes are deferred and
         applied once when it becomes True.""")
 
-    def __init__(self, session: Session, selection: Selection | None = None,
-                 curation: Curation | None = None, **params):
-        if curation is None:
-            curation = session.curation
-        if selection is None:
-            selection = session.selection if curation is session.curation else \
-                Selection.for_session(session, curation=curation)
-        super().__init__(session=session, selection=selection, curation=curation, **params)
+    def __init__(self, **params):
+        super().__init__(**params)
         self._watchers: list[tuple[param.Parameterized, object]] = []
         self._stale = False
         # the page (Bokeh document) this view was built for: a change made from another
@@ -55,17 +46,6 @@ class View(pn.viewable.Viewer):
         doc = pn.state.curdoc
         self._doc = doc if doc is not None and doc.session_context is not None else None
         self.param.watch(self._on_active, ["active"])
-
-    # -- shared facts ------------------------------------------------------------------------
-    @property
-    def results(self) -> CuratedAnalysis:
-        """Derived results of the current curated sorting (shared, incremental)."""
-        return curated_analysis(self.session, self.curation)
-
-    @property
-    def sorting(self) -> Sorting:
-        """The current curated sorting."""
-        return self.curation.sorting
 
     def __panel__(self):
         """The view's layout (subclasses build ``self._layout``)."""
@@ -131,3 +111,37 @@ class View(pn.viewable.Viewer):
             except (ValueError, KeyError):
                 log.debug("watcher already removed", exc_info=True)
         self._watchers.clear()
+
+
+class View(DeferredView):
+    """Base class: ``View(session, selection=None, curation=None, **params)``.
+
+    Subclasses build their widgets and plots in ``__init__`` (after ``super().__init__``),
+    register what they follow with :meth:`_watch`, and implement :meth:`refresh`.
+    """
+
+    session = param.ClassSelector(class_=Session, constant=True, doc="What is shown.")
+    selection = param.ClassSelector(class_=Selection, constant=True, doc="""
+        The selection shared with the other views of the same dashboard (or notebook).""")
+    curation = param.ClassSelector(class_=Curation, constant=True, doc="""
+        The curation of ``session``; ``curation.sorting`` is the sorting every view shows.""")
+
+    def __init__(self, session: Session, selection: Selection | None = None,
+                 curation: Curation | None = None, **params):
+        if curation is None:
+            curation = session.curation
+        if selection is None:
+            selection = session.selection if curation is session.curation else \
+                Selection.for_session(session, curation=curation)
+        super().__init__(session=session, selection=selection, curation=curation, **params)
+
+    # -- shared facts ------------------------------------------------------------------------
+    @property
+    def results(self) -> CuratedAnalysis:
+        """Derived results of the current curated sorting (shared, incremental)."""
+        return curated_analysis(self.session, self.curation)
+
+    @property
+    def sorting(self) -> Sorting:
+        """The current curated sorting."""
+        return self.curation.sorting

@@ -11,17 +11,14 @@ and redraws once when shown again.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import panel as pn
 import param
 
 from ..model.comparison import Comparison
 from ..model.comparison_selection import ComparisonSelection
+from .base import DeferredView
 from .common import ensure_bokeh_backend
-
-log = logging.getLogger(__name__)
 
 #: Colours of the two sortings (sorting1 / ground truth, sorting2 / tested) in every view.
 COLOR1 = "#1f5f8b"
@@ -61,16 +58,15 @@ def holoviews_pane(obj, **params) -> pn.pane.HoloViews:
     return pn.pane.HoloViews(obj, linked_axes=False, **params)
 
 
-class ComparisonView(pn.viewable.Viewer):
+class ComparisonView(DeferredView):
     """``ComparisonView(comparison, selection=None, **params)``: subclasses build their
     widgets in ``__init__`` (after ``super().__init__``), follow with :meth:`_watch`,
-    implement :meth:`refresh` and set ``self._layout``."""
+    implement :meth:`refresh` and set ``self._layout`` (the hidden-tab deferral, failure
+    isolation and disposal are :class:`~spikeviz.views.base.DeferredView`'s)."""
 
     comparison = param.ClassSelector(class_=Comparison, constant=True, doc="What is shown.")
     selection = param.ClassSelector(class_=ComparisonSelection, constant=True, doc="""
         The unit pair, shared with the other views of the same dashboard.""")
-    active = param.Boolean(default=True, doc="""
-        False while hidden: changes are deferred and applied once when it becomes True.""")
 
     def __init__(self, comparison: Comparison, selection: ComparisonSelection | None = None,
                  **params):
@@ -78,58 +74,3 @@ class ComparisonView(pn.viewable.Viewer):
             selection = ComparisonSelection(comparison)
         super().__init__(comparison=comparison, selection=selection, **params)
         ensure_bokeh_backend()
-        self._watchers: list = []
-        self._stale = False
-        doc = pn.state.curdoc
-        self._doc = doc if doc is not None and doc.session_context is not None else None
-        self.param.watch(self._on_active, ["active"])
-
-    def __panel__(self):
-        return self._layout
-
-    def _start(self) -> None:
-        if self.active:
-            self.refresh()
-        else:
-            self._stale = True
-
-    def _watch(self, obj, names, fn) -> None:
-        names = [names] if isinstance(names, str) else list(names)
-
-        def callback(*events):
-            if not self.active:
-                self._stale = True
-                return
-            self._run(fn, *events)
-
-        self._watchers.append((obj, obj.param.watch(callback, names)))
-
-    def _on_active(self, event) -> None:
-        if event.new and self._stale:
-            self._stale = False
-            self._run(self.refresh)
-
-    def _run(self, fn, *args) -> None:
-        """``fn(*args)``; a failure is logged and notified instead of stopping the others."""
-        try:
-            if self._doc is not None and pn.state.curdoc is self._doc:
-                with pn.io.unlocked():
-                    fn(*args)
-            else:
-                fn(*args)
-        except Exception as err:
-            self._stale = True
-            log.exception("%s failed to follow a change", type(self).__name__)
-            if pn.state.notifications is not None:
-                pn.state.notifications.error(f"{type(self).__name__}: {err}", duration=8000)
-
-    def refresh(self) -> None:
-        raise NotImplementedError
-
-    def dispose(self) -> None:
-        for obj, watcher in self._watchers:
-            try:
-                obj.param.unwatch(watcher)
-            except (ValueError, KeyError):
-                pass
-        self._watchers.clear()
