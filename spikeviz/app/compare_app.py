@@ -17,7 +17,6 @@ of the unit table, plots and export.
 
 from __future__ import annotations
 
-import html
 import logging
 import os
 import signal
@@ -34,6 +33,8 @@ from ..errors import InputError
 from ..model.comparison import Comparison
 from ..model.comparison_selection import ComparisonSelection
 from .compare_export import CompareExport
+from .formatting import SUMMARY_CSS
+from .formatting import summary_html as formatted_summary
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,6 @@ ACCENT = "#1f5f8b"
 TITLE = "spikeviz compare"
 #: Height of the matrices + pair row, px (the unit table and plots follow below).
 BODY_HEIGHT = 700
-
-_CSS = """
-.spikeviz-summary { display: flex; flex-wrap: wrap; gap: 6px 22px; align-items: baseline;
-                    font-size: 14px; padding: 4px 2px; }
-.spikeviz-summary .item { white-space: nowrap; }
-.spikeviz-summary .key { color: #666; margin-right: 5px; }
-.spikeviz-summary .value { font-weight: 600; }
-"""
-
 
 def summary_items(comparison: Comparison) -> list[tuple[str, str]]:
     """(key, value) pairs of the header, as plain text."""
@@ -73,26 +65,18 @@ def summary_items(comparison: Comparison) -> list[tuple[str, str]]:
 
 
 def summary_html(comparison: Comparison) -> str:
-    return "<div class='spikeviz-summary'>" + "".join(
-        f"<span class='item'><span class='key'>{html.escape(k)}</span>"
-        f"<span class='value'>{html.escape(v)}</span></span>"
-        for k, v in summary_items(comparison)) + "</div>"
+    return formatted_summary(summary_items(comparison))
 
 
 def default_output_dir(comparison: Comparison) -> Path:
     """``exports/`` in the cache folder of the tested (else first) session; a new temporary
     folder for bare sortings."""
+    from .export_jobs import cache_exports_dir
+
     for session in (comparison.session2, comparison.session1):
-        if session is None:
-            continue
-        folder = session.analysis.cache.folder
-        if folder is not None:
-            out = Path(folder) / "exports"
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-                return out
-            except OSError:
-                continue
+        out = cache_exports_dir(session) if session is not None else None
+        if out is not None:
+            return out
     return Path(tempfile.mkdtemp(prefix="spikeviz-compare-"))
 
 
@@ -126,7 +110,7 @@ class CompareDashboard(pn.viewable.Viewer):
         self.export = CompareExport(comparison, output_dir or default_output_dir(comparison),
                                     performance=self.performance, matrix=self.agreement)
         self.summary = pn.pane.HTML(summary_html(comparison), sizing_mode="stretch_width",
-                                    stylesheets=[_CSS], margin=(0, 10),
+                                    stylesheets=[SUMMARY_CSS], margin=(0, 10),
                                     css_classes=["spikeviz-compare-summary"])
         self.matrix_tabs = pn.Tabs(("Agreement", self.agreement), ("Confusion", self.confusion),
                                    dynamic=True, sizing_mode="stretch_both")

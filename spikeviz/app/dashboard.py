@@ -15,7 +15,6 @@ shown tab's view works. Keyboard shortcuts (:mod:`.shortcuts`) drive the loop; "
 
 from __future__ import annotations
 
-import html
 import logging
 
 import panel as pn
@@ -26,7 +25,8 @@ from ..model.curation import Curation
 from ..model.selection import Selection
 from ..model.session import Session
 from .curation_bar import CurationBar, notify
-from .formatting import format_duration
+from .formatting import SUMMARY_CSS, format_duration
+from .formatting import summary_html as formatted_summary
 from .help import help_panel
 from .layout import VIEWS, ActiveTabs, make_view, placeholder
 from .shortcuts import KEYMAP, KeyListener
@@ -50,17 +50,6 @@ SIMILARITY_HEIGHT = "38%"  # of the left column, below the unit table
 #: Below BODY_MIN_HEIGHT the page scrolls instead of squeezing the plots.
 BODY_HEIGHT = "calc(100vh - 165px)"
 BODY_MIN_HEIGHT = 600
-
-_CSS = """
-.spikeviz-summary { display: flex; flex-wrap: wrap; gap: 6px 22px; align-items: baseline;
-                    font-size: 14px; padding: 4px 2px; }
-.spikeviz-summary .item { white-space: nowrap; }
-.spikeviz-summary .key { color: #666; margin-right: 5px; }
-.spikeviz-summary .value { font-weight: 600; }
-.spikeviz-summary .source { color: #666; font-size: 12px; white-space: normal;
-                            word-break: break-all; }
-"""
-
 
 def _column_styles(width: tuple | None = None) -> dict:
     """A body column: the body's height, its own vertical scrolling, ``width`` = (share of
@@ -93,14 +82,7 @@ def summary_items(session: Session) -> list[tuple[str, str]]:
 
 
 def summary_html(session: Session) -> str:
-    items = "".join(
-        f"<span class='item'><span class='key'>{html.escape(k)}</span>"
-        f"<span class='value'>{html.escape(v)}</span></span>"
-        for k, v in summary_items(session))
-    source = session.source or session.sorting.source
-    if source:
-        items += f"<span class='item source'>{html.escape(source)}</span>"
-    return f"<div class='spikeviz-summary'>{items}</div>"
+    return formatted_summary(summary_items(session), session.source or session.sorting.source)
 
 
 def _show_error(exception: Exception) -> None:
@@ -144,7 +126,7 @@ class Dashboard(pn.viewable.Viewer):
         self.keys = KeyListener(on_key=self.handle_key)
         self.export = _export_panel(session, curation, self.views)
         self.summary = pn.pane.HTML(summary_html(session), sizing_mode="stretch_width",
-                                    stylesheets=[_CSS], margin=(0, 10))
+                                    stylesheets=[SUMMARY_CSS], margin=(0, 10))
         self.help_button = pn.widgets.Button(label="?", width=34, height=32, margin=(4, 3),
                                              description="Keyboard shortcuts (?)")
         self.help_button.on_click(lambda e: self.toggle_help())

@@ -171,18 +171,23 @@ def png_available() -> bool:
 
 
 # -- where files go ----------------------------------------------------------------------------
-def default_output_dir(session: Session) -> Path:
-    """``exports/`` in the session's cache folder (beside the curation log), else a new
-    temporary folder (in-memory sessions)."""
+def cache_exports_dir(session: Session) -> Path | None:
+    """``exports/`` in the session's cache folder (beside the curation log), created; None
+    for an in-memory session or when it cannot be created."""
     folder = session.analysis.cache.folder
-    if folder is not None:
-        out = Path(folder) / "exports"
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            return out
-        except OSError:
-            pass
-    return Path(tempfile.mkdtemp(prefix="spikeviz-exports-"))
+    if folder is None:
+        return None
+    out = Path(folder) / "exports"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return out
+
+
+def default_output_dir(session: Session) -> Path:
+    """:func:`cache_exports_dir`, else a new temporary folder (in-memory sessions)."""
+    return cache_exports_dir(session) or Path(tempfile.mkdtemp(prefix="spikeviz-exports-"))
 
 
 def source_stem(session: Session) -> str:
