@@ -139,12 +139,7 @@ def read_snippets(ctx, samples: np.ndarray, channels: np.ndarray) -> np.ndarray:
     rec = session.recording
     nbefore, nafter = cu.window_samples(session)
     channels = np.asarray(channels, dtype=np.int64)
-    ids = rec.channel_ids[channels]
-
-    def read_raw(start_sample: int, end_sample: int):
-        return rec.traces(int(start_sample), int(end_sample), channel_ids=ids, scaled=False)
-
-    gains, offsets = rec.gains_to_uv[channels], rec.offsets_to_uv[channels]
+    read_raw, gains, offsets = cu.raw_channel_reader(rec, channels)
     band = ctx.filter_band_hz()
     if band is None:
         return features.filtered_snippets(read_raw, rec.num_samples, samples, nbefore, nafter,

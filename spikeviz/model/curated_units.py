@@ -50,18 +50,26 @@ def num_samples_of(session) -> int:
     return int(sorting.sample_index[-1]) + 1 if sorting.num_spikes else 0
 
 
+def raw_channel_reader(recording, channels) -> tuple:
+    """``(read_raw, gains, offsets)``: stored values of the channels at positions ``channels``
+    only (``read_raw(start_sample, end_sample)``), and their scaling to µV."""
+    channels = np.asarray(channels, dtype=np.int64)
+    ids = recording.channel_ids[channels]
+
+    def read_raw(start_sample: int, end_sample: int):
+        return recording.traces(int(start_sample), int(end_sample), channel_ids=ids,
+                                scaled=False)
+
+    return read_raw, recording.gains_to_uv[channels], recording.offsets_to_uv[channels]
+
+
 def channel_reader(session, channels) -> tuple:
     """``(read_raw, gains, offsets)`` over the channels at positions ``channels`` only, with the
     session's filter (as ``Analysis.reader``/``scaling``, restricted to those columns)."""
     ctx = session.analysis.bound()
     rec = session.recording
     channels = np.asarray(channels, dtype=np.int64)
-    ids = rec.channel_ids[channels]
-
-    def read_raw(start_sample: int, end_sample: int):
-        return rec.traces(int(start_sample), int(end_sample), channel_ids=ids, scaled=False)
-
-    gains, offsets = rec.gains_to_uv[channels], rec.offsets_to_uv[channels]
+    read_raw, gains, offsets = raw_channel_reader(rec, channels)
     band = ctx.filter_band_hz()
     if band is None:
         return read_raw, gains.astype(np.float32), offsets.astype(np.float32)
