@@ -6,10 +6,8 @@ import pandas as pd
 import pytest
 
 from spikeviz.compute.similarity import compute_template_similarity
-from spikeviz.datasets import generate
 from spikeviz.model.curated import CuratedAnalysis, curated_analysis
 from spikeviz.model.curation import Curation
-from spikeviz.model.recording import Recording
 from spikeviz.model.session import Session
 from spikeviz.model.sorting import Sorting
 from spikeviz.model.waveforms import Templates
@@ -18,23 +16,6 @@ PC = ["isolation_distance", "l_ratio", "d_prime"]
 # Filtering reads a margin around each chunk of spikes; a unit alone has other chunks than
 # the whole sorting, so filtered values differ by the filter's edge transient (far below 1 µV).
 ATOL_UV = 0.05
-
-
-@pytest.fixture(scope="module")
-def data():
-    gt = generate(duration_s=8, num_channels=16, num_units=6, seed=5)
-    rec = gt.recording()
-    traces = np.asarray(rec.traces(0, rec.num_samples, scaled=False))
-    memory = Recording.from_array(traces, rec.sampling_frequency,
-                                  channel_locations=rec.channel_locations_um,
-                                  gains_to_uv=rec.gains_to_uv)
-    return gt.sorter_output.sorting, memory
-
-
-@pytest.fixture
-def session(data):
-    sorting, rec = data
-    return Session(sorting, recording=rec, cache_dir=None)
 
 
 def scratch(curation, rec):

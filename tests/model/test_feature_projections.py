@@ -10,31 +10,12 @@ import numpy as np
 import pytest
 
 from spikeviz.app.precompute import start_background
-from spikeviz.datasets import generate
 from spikeviz.model import curated_features as cf
 from spikeviz.model import curated_units as cu
 from spikeviz.model import steps_features as sf
 from spikeviz.model.curated import CuratedAnalysis
 from spikeviz.model.curation import Curation
-from spikeviz.model.recording import Recording
 from spikeviz.model.session import Session
-
-
-@pytest.fixture(scope="module")
-def data():
-    gt = generate(duration_s=8, num_channels=16, num_units=6, seed=5)
-    rec = gt.recording()
-    traces = np.asarray(rec.traces(0, rec.num_samples, scaled=False))
-    memory = Recording.from_array(traces, rec.sampling_frequency,
-                                  channel_locations=rec.channel_locations_um,
-                                  gains_to_uv=rec.gains_to_uv)
-    return gt.sorter_output.sorting, memory
-
-
-@pytest.fixture
-def session(data):
-    sorting, rec = data
-    return Session(sorting, recording=rec, cache_dir=None)
 
 
 def old_reader(session):
