@@ -166,7 +166,7 @@ def unexpected_messages(messages, host: str) -> list:
 
 #: All text of the page, through Panel's shadow roots, whitespace collapsed (hidden elements
 #: included: Panel hides with ``display: none``).
-_PAGE_TEXT_JS = """() => {
+_TEXT_WALK_JS = """const pageText = () => {
   const out = [];
   const walk = (node) => {
     if (node.shadowRoot) walk(node.shadowRoot);
@@ -178,21 +178,10 @@ _PAGE_TEXT_JS = """() => {
   };
   walk(document.body);
   return out.join(" ").replace(/\\s+/g, " ");
-}"""
-
-_WAIT_TEXT_JS = """([pattern, flags]) => {
-  const out = [];
-  const walk = (node) => {
-    if (node.shadowRoot) walk(node.shadowRoot);
-    for (const child of node.childNodes) {
-      if (child.nodeType === 3) out.push(child.textContent);
-      else if (child.nodeType === 1 && child.tagName !== "STYLE" && child.tagName !== "SCRIPT")
-        walk(child);
-    }
-  };
-  walk(document.body);
-  return new RegExp(pattern, flags).test(out.join(" ").replace(/\\s+/g, " "));
-}"""
+};"""
+_PAGE_TEXT_JS = "() => { " + _TEXT_WALK_JS + " return pageText(); }"
+_WAIT_TEXT_JS = ("([pattern, flags]) => { " + _TEXT_WALK_JS
+                 + " return new RegExp(pattern, flags).test(pageText()); }")
 
 
 def page_text(page) -> str:
