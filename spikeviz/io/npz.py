@@ -52,6 +52,11 @@ def read_sorting(path: Path, sampling_frequency: float | None = None,
                  segment_index: int = 0) -> Sorting:
     """One segment of an NPZ sorting (the first by default)."""
     path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):  # np.load would talk about pickles
+        raise InputError("not a readable .npz archive (no zip structure): expected arrays "
+                         "written by numpy.savez, as SpikeInterface's NpzSortingExtractor "
+                         "writes them",
+                         path=path)
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:

@@ -53,6 +53,10 @@ def test_missing_key_and_bad_archive(tmp_path):
     (tmp_path / "z.npz").write_bytes(b"PK\x03\x04garbage")
     with pytest.raises(InputError, match=r"z.npz.*not a readable"):
         sv.load(tmp_path / "z.npz")
+    (tmp_path / "t.npz").write_text("not a sorting")  # numpy would speak of pickles
+    with pytest.raises(InputError, match=r"t.npz.*not a readable .npz.*numpy.savez") as err:
+        sv.load(tmp_path / "t.npz")
+    assert "pickle" not in str(err.value)
 
 
 def test_labels_not_in_unit_ids(tmp_path):
